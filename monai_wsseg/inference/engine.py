@@ -1,0 +1,225 @@
+"""Run a network over the tissue of a whole slide and stitch its outputs into per-class maps.
+
+Why not ``monai.inferers.PatchInferer`` + ``WSISlidingWindowSplitter``: the splitter reads every window
+before its filter can reject it (background is read and decoded), reads serially in the calling
+process, and with the tifffile backend decodes a whole pyramid level per patch. Here tiles without
+tissue are never planned (:mod:`monai_wsseg.inference.tiles`), windows are read by DataLoader workers
+while the network runs, and stitching uses MONAI's ``AvgMerger`` (``ZarrAvgMerger`` out of core when
+the map would exceed a memory budget). A fully convolutional network runs on large tiles with a halo
+that covers its receptive field, so every map cell is computed once and tile seams are invisible.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from monai.inferers import AvgMerger
+from torch.utils.data import DataLoader, Dataset
+
+from monai_wsseg.inference.tiles import TilePlan, plan_tiles
+from monai_wsseg.wsi.slide import Slide, SlideReadError, open_slide
+from monai_wsseg.wsi.tissue import TissueMask, compute_tissue_mask
+
+__all__ = ["SlideMap", "WSIInferer"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class SlideMap:
+    """Per-class maps of one slide.
+
+    Attributes:
+        slide: path of the slide.
+        probabilities: ``(C, h, w)`` float32 in ``[0, 1]`` (after the activation), NaN where no tile was
+            computed (no tissue, or an unreadable region).
+        downsample: level-0 slide pixels per map cell (an integer; the map covers the whole slide).
+        mpp: microns per map cell.
+        unread: level-0 ``(x, y, width, height)`` boxes of windows that could not be read.
+    """
+
+    slide: str
+    probabilities: np.ndarray
+    downsample: int
+    mpp: float
+    unread: list[tuple[int, int, int, int]] = field(default_factory=list)
+
+    @property
+    def computed(self) -> np.ndarray:
+        """``(h, w)`` bool: cells that hold a prediction."""
+        return ~np.isnan(self.probabilities[0])
+
+
+class _Windows(Dataset):
+    """The input windows of a plan as ``(3, window, window)`` uint8 tensors (uint8 keeps worker IPC small)."""
+
+    def __init__(self, slide: Slide, plan: TilePlan) -> None:
+        self.slide, self.plan = slide, plan
+
+    def __len__(self) -> int:
+        return len(self.plan)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int, bool]:
+        size = (self.plan.window, self.plan.window)
+        try:
+            region = self.slide.read_region(tuple(self.plan.origins[i]), size, mpp=self.plan.mpp)
+            return torch.from_numpy(region).permute(2, 0, 1).contiguous(), i, True
+        except SlideReadError as exc:
+            # One bad tile must not end a whole-slide job: the caller marks it no-data and reports it.
+            logger.warning("%s", exc)
+            return torch.zeros((3, *size), dtype=torch.uint8), i, False
+
+
+class WSIInferer:
+    """Whole-slide inference: slide → ``(C, h, w)`` maps at ``mpp × stride`` microns per cell.
+
+    Args:
+        network: maps a ``(B, 3, S, S)`` float batch to ``(B, C, S / stride, S / stride)`` logits.
+        mpp: input microns per pixel (0.5 ≈ 20x); a stored level within 5 % is read as it is.
+        stride: the network's output stride (input pixels per output cell).
+        tile: kept input pixels per tile side, a multiple of ``stride`` (large for a fully convolutional
+            network, e.g. 1024–2048; the patch size for a patch network).
+        halo: input pixels read around each tile and cropped from its output; at least the receptive
+            field radius of a fully convolutional network; 0 for a patch network.
+        overlap: fraction of a tile shared with its neighbours, averaged (paper B uses ≥ 0.5).
+        num_classes: output channels the network must produce.
+        activation: ``"sigmoid"``, ``"softmax"`` or ``"none"``; applied before averaging.
+        mean, std: per-channel normalisation of ``[0, 1]`` RGB input.
+        batch_size, num_workers: DataLoader settings (workers read and decode while the network runs).
+        device: ``"cpu"``, ``"cuda"`` ...; autocast (float16) is used on CUDA when ``amp``.
+        tissue_mpp: resolution of the tissue mask that decides which tiles are read.
+        min_tile_tissue: tiles with tissue anywhere in their footprint are kept when 0.
+        memory_budget_mb: above this size the map is stitched out of core (``ZarrAvgMerger``).
+        progress: show a progress bar.
+    """
+
+    def __init__(
+        self,
+        network: torch.nn.Module,
+        *,
+        mpp: float,
+        stride: int,
+        tile: int,
+        halo: int = 0,
+        overlap: float = 0.0,
+        num_classes: int = 1,
+        activation: str = "sigmoid",
+        mean: Sequence[float] = (0.5, 0.5, 0.5),
+        std: Sequence[float] = (0.5, 0.5, 0.5),
+        batch_size: int = 4,
+        num_workers: int = 1,
+        device: str | torch.device = "cpu",
+        amp: bool = True,
+        tissue_mpp: float = 8.0,
+        memory_budget_mb: float = 2048,
+        progress: bool = True,
+    ) -> None:
+        if activation not in ("sigmoid", "softmax", "none"):
+            raise ValueError(f"activation must be 'sigmoid', 'softmax' or 'none', got {activation!r}")
+        if halo > tile:
+            raise ValueError(f"tile ({tile} px) is smaller than the receptive-field halo ({halo} px): raise the tile")
+        if num_classes < 1 or batch_size < 1 or num_workers < 0:
+            raise ValueError("num_classes and batch_size must be ≥ 1 and num_workers ≥ 0")
+        self.network = network
+        self.mpp, self.stride, self.tile, self.halo, self.overlap = mpp, stride, tile, halo, overlap
+        self.num_classes, self.activation = num_classes, activation
+        self.device = torch.device(device)
+        self.mean = torch.tensor(mean, dtype=torch.float32, device=self.device).view(1, 3, 1, 1) * 255
+        self.std = torch.tensor(std, dtype=torch.float32, device=self.device).view(1, 3, 1, 1) * 255
+        self.batch_size, self.num_workers = batch_size, num_workers
+        self.amp = amp and self.device.type == "cuda"
+        self.tissue_mpp, self.memory_budget_mb, self.progress = tissue_mpp, memory_budget_mb, progress
+
+    def plan(self, slide: Slide, tissue: TissueMask | None = None) -> TilePlan:
+        """The tiles this inferer would run on ``slide`` (computing its tissue mask when not given)."""
+        if tissue is None:
+            tissue = compute_tissue_mask(slide, mpp=self.tissue_mpp)
+        return plan_tiles(
+            slide, mpp=self.mpp, stride=self.stride, tile=self.tile, halo=self.halo, overlap=self.overlap, tissue=tissue
+        )
+
+    def preprocess(self, batch: torch.Tensor) -> torch.Tensor:
+        """``(B, 3, S, S)`` uint8 → normalised float on the inferer's device."""
+        batch = batch.to(self.device, non_blocking=True).float()
+        return (batch - self.mean) / self.std
+
+    def _activate(self, logits: torch.Tensor) -> torch.Tensor:
+        logits = logits.float()
+        if self.activation == "sigmoid":
+            return torch.sigmoid(logits)
+        if self.activation == "softmax":
+            return torch.softmax(logits, dim=1)
+        return logits
+
+    @torch.no_grad()
+    def __call__(self, slide: Slide | str | os.PathLike, tissue: TissueMask | None = None) -> SlideMap:
+        """Maps of one slide (see :class:`SlideMap`); a slide without tissue gives all-NaN maps and a warning."""
+        if not isinstance(slide, Slide):
+            slide = open_slide(slide)
+        plan = self.plan(slide, tissue)
+        map_w, map_h = plan.map_size
+        shape = (1, self.num_classes, map_h, map_w)
+        if len(plan) == 0:
+            warnings.warn(f"{slide.path}: no tissue found; the maps are empty", stacklevel=2)
+            empty = np.full(shape[1:], np.nan, dtype=np.float32)
+            return SlideMap(str(slide.path), empty, plan.downsample, plan.map_mpp)
+        merger = self._merger(shape, plan)
+        self.network.eval()
+        loader = DataLoader(
+            _Windows(slide, plan),
+            batch_size=self.batch_size,
+            num_workers=self.num_workers,
+            pin_memory=self.device.type == "cuda",
+            prefetch_factor=4 if self.num_workers else None,
+        )
+        hc, tc = plan.halo_cells, plan.tile_cells
+        expected = plan.window // plan.stride
+        unread: list[tuple[int, int, int, int]] = []
+        for batch, index, ok in _progress(loader, self.progress, slide.path.name):
+            with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
+                logits = self.network(self.preprocess(batch))
+            if tuple(logits.shape[1:]) != (self.num_classes, expected, expected):
+                raise ValueError(
+                    f"{slide.path}: the network maps a {plan.window} px window to {tuple(logits.shape[1:])}, "
+                    f"expected ({self.num_classes}, {expected}, {expected}) from num_classes={self.num_classes} "
+                    f"and stride={plan.stride}; check the network's output stride and channels in the config"
+                )
+            probs = self._activate(logits)[:, :, hc : hc + tc, hc : hc + tc].cpu()
+            for k in range(len(index)):
+                i = int(index[k])
+                cx, cy = (int(v) for v in plan.cells[i])
+                if not bool(ok[k]):
+                    ox, oy = (int(v) for v in plan.origins[i])
+                    side0 = plan.window * plan.downsample // plan.stride
+                    unread.append((ox, oy, side0, side0))
+                    continue
+                merger.aggregate(probs[k : k + 1], (cy, cx))  # spatial location only
+        values = np.asarray(merger.finalize())[0]
+        if unread:
+            logger.warning("%s: %d windows could not be read; their cells are no-data", slide.path, len(unread))
+        return SlideMap(str(slide.path), values.astype(np.float32, copy=False), plan.downsample, plan.map_mpp, unread)
+
+    def _merger(self, shape: tuple[int, ...], plan: TilePlan):
+        """In-memory ``AvgMerger`` sized to hold the last tiles, or ``ZarrAvgMerger`` above the budget."""
+        padded = (*shape[:2], shape[2] + plan.tile_cells, shape[3] + plan.tile_cells)
+        if math.prod(padded) * 5 / 2**20 <= self.memory_budget_mb:  # float32 values + uint8 counts
+            return AvgMerger(merged_shape=padded, cropped_shape=shape, count_dtype=torch.int32)
+        from monai.inferers import ZarrAvgMerger
+
+        chunk = (1, shape[1], max(plan.tile_cells, 256), max(plan.tile_cells, 256))
+        return ZarrAvgMerger(merged_shape=padded, cropped_shape=shape, value_chunks=chunk, count_chunks=chunk)
+
+
+def _progress(loader: DataLoader, enabled: bool, name: str) -> Callable | DataLoader:
+    if not enabled:
+        return loader
+    from tqdm.auto import tqdm
+
+    return tqdm(loader, desc=name, unit="batch", leave=False)
