@@ -1,0 +1,613 @@
+"""Cohort manifest: which slides, their slide-level labels, splits and optional expert masks.
+
+A manifest is a CSV file with a header row. Columns (names are case-insensitive):
+
+==========  ========  ==========================================================================
+column      required  meaning
+==========  ========  ==========================================================================
+slide       yes       slide path, absolute or relative to the CSV's folder
+label       no        1 = tumor, 0 = normal ("0", "1", "0.0", "1.0"); when empty, taken from the
+                      TCGA barcode in the slide's file name (:func:`~monai_wsseg.data.tcga.sample_label`)
+split       no        ``train``, ``val`` or ``test`` (case-insensitive); empty = unassigned
+mask        no        expert tumor mask: one-channel PNG or TIFF covering the whole slide at an
+                      integer downsample of level 0 (see :func:`mask_downsample`); non-zero = tumor
+case        no        patient id; defaults to the TCGA case id of the slide, else the slide's stem
+location    no        organ / site, free text (used to break metrics down)
+==========  ========  ==========================================================================
+
+Rules where a choice had to be made:
+
+* An explicit label that contradicts the slide's TCGA barcode wins; a single ``UserWarning`` lists
+  such rows (a curated label is more specific than a sample-type code).
+* A mask on a label-0 slide is allowed: it is the reference for an all-normal slide and is
+  expected to be empty. Mask contents are not read here.
+* A case id given in the ``case`` column wins over the one in the barcode, without a warning.
+* Values are stripped of surrounding white space; blank lines are skipped and are not counted as
+  rows. Missing trailing fields are empty; extra trailing fields must be empty.
+* Paths are normalised lexically (``a/../b`` -> ``b``), not through symlinks, so a cohort folder
+  of symlinks to slides elsewhere still counts as "inside the CSV's folder".
+* All problems of a file are reported together (up to :data:`MAX_LISTED_PROBLEMS` lines). When
+  every problem is a missing file the error is a ``FileNotFoundError``, else a ``ValueError``.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import math
+import os
+import re
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from monai_wsseg.data.tcga import (
+    DEFAULT_FRACTIONS,
+    SPLIT_NAMES,
+    parse_barcode,
+    sample_label,
+    split_by_case,
+)
+
+__all__ = [
+    "MANIFEST_COLUMNS",
+    "MANIFEST_NAME",
+    "MASK_EXTENSIONS",
+    "MAX_LISTED_PROBLEMS",
+    "SLIDE_EXTENSIONS",
+    "SlideRecord",
+    "find_manifest_or_slides",
+    "load_manifest",
+    "mask_downsample",
+    "write_manifest",
+]
+
+MANIFEST_COLUMNS: tuple[str, ...] = ("slide", "label", "split", "mask", "case", "location")
+MANIFEST_NAME = "manifest.csv"
+SLIDE_EXTENSIONS: tuple[str, ...] = (".svs", ".tif", ".tiff", ".ndpi", ".mrxs", ".scn", ".bif", ".vms")
+MASK_EXTENSIONS: tuple[str, ...] = (".png", ".tif", ".tiff")
+#: At most this many problems are listed in one error; the rest are counted.
+MAX_LISTED_PROBLEMS = 20
+
+# "1.0" is accepted because pandas writes an integer column holding blanks as floats.
+_LABEL_RE = re.compile(r"^[01](?:\.0*)?$")
+
+
+@dataclass(frozen=True)
+class SlideRecord:
+    """One slide of a cohort.
+
+    Attributes:
+        slide: absolute slide path.
+        label: 1 = tumor, 0 = normal, ``None`` = unknown (only with ``require_labels=False``).
+        split: ``"train"``, ``"val"``, ``"test"`` or ``None`` (unassigned).
+        mask: absolute path of the expert tumor mask, or ``None``.
+        case: patient id; all slides of a case share a split.
+        location: organ / site, or ``None``.
+    """
+
+    slide: Path
+    label: int | None
+    split: str | None
+    mask: Path | None
+    case: str
+    location: str | None = None
+
+    def __post_init__(self) -> None:
+        # Frozen, so conversions go through object.__setattr__; they let callers pass strings.
+        object.__setattr__(self, "slide", Path(self.slide))
+        if self.mask is not None:
+            object.__setattr__(self, "mask", Path(self.mask))
+        if self.label is not None and (isinstance(self.label, bool) or self.label not in (0, 1)):
+            raise ValueError(f"{self.slide}: label {self.label!r} is not 0, 1 or None")
+        if self.split is not None and self.split not in SPLIT_NAMES:
+            raise ValueError(
+                f"{self.slide}: split {self.split!r} is not one of {', '.join(SPLIT_NAMES)} or None"
+            )
+        if not isinstance(self.case, str) or not self.case:
+            raise ValueError(f"{self.slide}: case {self.case!r} must be a non-empty string")
+
+
+class _Problems:
+    """Collects the problems of one input so that they are all reported at once."""
+
+    def __init__(self, source: Path) -> None:
+        self.source = source
+        self.items: list[tuple[str, bool]] = []
+
+    def add(self, message: str, *, missing_file: bool = False) -> None:
+        self.items.append((message, missing_file))
+
+    def __bool__(self) -> bool:
+        return bool(self.items)
+
+    def raise_if_any(self) -> None:
+        if not self.items:
+            return
+        messages = [m for m, _ in self.items]
+        if len(messages) == 1:
+            text = f"{self.source}: {messages[0]}"
+        else:
+            shown = messages[:MAX_LISTED_PROBLEMS]
+            lines = [f"{self.source}: {len(messages)} problems:"] + [f"  {m}" for m in shown]
+            if len(messages) > len(shown):
+                lines.append(f"  ... and {len(messages) - len(shown)} more")
+            text = "\n".join(lines)
+        if all(missing for _, missing in self.items):
+            raise FileNotFoundError(text)
+        raise ValueError(text)
+
+
+def _abspath(path: str | os.PathLike) -> Path:
+    return Path(os.path.abspath(os.path.expanduser(os.fspath(path))))
+
+
+def _is_within(path: Path, root: Path) -> bool:
+    try:
+        return os.path.commonpath([str(path), str(root)]) == str(root)
+    except ValueError:  # different drives on Windows
+        return False
+
+
+def _default_case(slide_text: str) -> str:
+    """TCGA case id when the file name holds a barcode, else the file's stem."""
+    try:
+        return parse_barcode(slide_text).case_id
+    except ValueError:
+        name = re.split(r"[\\/]", slide_text.rstrip("\\/"))[-1]
+        stem = Path(name).stem
+        return stem or name
+
+
+def load_manifest(
+    csv_path: str | os.PathLike,
+    *,
+    require_labels: bool = True,
+    check_files: bool = True,
+    allow_outside_root: bool = True,
+    allow_unknown_columns: bool = False,
+) -> list[SlideRecord]:
+    """Read and validate a cohort manifest.
+
+    Args:
+        csv_path: the manifest CSV (UTF-8, optional BOM).
+        require_labels: a row without a label, and without a TCGA barcode that gives one, is an
+            error; when False its label is ``None``.
+        check_files: slide and mask files must exist.
+        allow_outside_root: when False, a path that leaves the CSV's folder (through ``..`` or as
+            an absolute path elsewhere) is an error -- useful for bundles shipped with their data.
+        allow_unknown_columns: ignore columns other than :data:`MANIFEST_COLUMNS` instead of
+            refusing them (a misspelt ``lable`` column would otherwise go unnoticed).
+
+    Returns:
+        One record per data row, in file order, with absolute paths.
+
+    Raises:
+        FileNotFoundError: the CSV does not exist, or every problem found is a missing file.
+        ValueError: any other problem. The message starts with the CSV path; each problem line
+            gives the 1-based data row and the file line, e.g. ``row 3 (line 4): label 'yes' is
+            not 0 or 1``.
+    """
+    csv_path = _abspath(csv_path)
+    if not csv_path.exists():
+        raise FileNotFoundError(f"{csv_path}: manifest not found")
+    if csv_path.is_dir():
+        raise ValueError(f"{csv_path}: is a folder, expected a manifest CSV file")
+    root = csv_path.parent
+    problems = _Problems(csv_path)
+
+    try:
+        with open(csv_path, encoding="utf-8-sig", newline="") as f:
+            rows = _read_rows(f, csv_path)
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{csv_path}: not UTF-8 text ({e})") from None
+
+    if not rows:
+        raise ValueError(
+            f"{csv_path}: empty manifest, expected a header row with columns "
+            f"{', '.join(MANIFEST_COLUMNS)} (only 'slide' is required)"
+        )
+    header_line, header = rows[0]
+    columns = [h.strip().lower() for h in header]
+    allowed = ", ".join(MANIFEST_COLUMNS)
+    col_index: dict[str, int] = {}
+    unknown: list[str] = []
+    for i, name in enumerate(columns):
+        if name in col_index:
+            problems.add(f"line {header_line}: column '{name}' appears twice")
+        elif name in MANIFEST_COLUMNS:
+            col_index[name] = i
+        elif not allow_unknown_columns:
+            unknown.append(f"'{name}'" if name else f"<unnamed column {i + 1}>")
+    if unknown:
+        problems.add(
+            f"line {header_line}: unknown column{'s' if len(unknown) > 1 else ''} "
+            f"{', '.join(unknown)} (allowed: {allowed}; or pass allow_unknown_columns=True)"
+        )
+    if "slide" not in col_index:
+        problems.add(
+            f"line {header_line}: missing required column 'slide' "
+            f"(found: {', '.join(repr(c) for c in columns)}; allowed: {allowed})"
+        )
+        problems.raise_if_any()
+    if len(rows) == 1:
+        problems.add("no slide rows, only a header")
+        problems.raise_if_any()
+
+    records: list[SlideRecord] = []
+    # (case, split, where) of every row with a valid split, usable or not, so that a case split
+    # across rows is reported even next to other problems of those rows.
+    placed: list[tuple[str, str, str]] = []
+    first_row_of_slide: dict[Path, str] = {}
+    contradictions: list[str] = []
+
+    for row_number, (line, fields) in enumerate(rows[1:], start=1):
+        where = f"row {row_number} (line {line})"
+        extra = fields[len(columns):]
+        if any(v.strip() for v in extra):
+            problems.add(f"{where}: {len(fields)} fields but the header has {len(columns)}")
+
+        def get(column: str) -> str:
+            i = col_index.get(column)
+            return fields[i].strip() if i is not None and i < len(fields) else ""
+
+        row_ok = True
+        slide_text = get("slide")
+        slide: Path | None = None
+        if not slide_text:
+            problems.add(f"{where}: empty 'slide' path")
+            row_ok = False
+        else:
+            slide, ok = _check_path(slide_text, "slide", root, where, problems,
+                                    check_files=check_files, allow_outside_root=allow_outside_root)
+            if slide in first_row_of_slide:
+                problems.add(f"{where}: slide '{slide_text}' duplicates {first_row_of_slide[slide]}")
+                ok = False
+            else:
+                first_row_of_slide[slide] = where
+            row_ok = row_ok and ok
+
+        label: int | None = None
+        label_text = get("label")
+        barcode_label: int | None = None
+        barcode_reason: str | None = None
+        if slide_text:
+            try:
+                barcode_label = sample_label(slide_text)
+            except ValueError as e:
+                barcode_reason = str(e)
+        if label_text:
+            if _LABEL_RE.match(label_text):
+                label = int(float(label_text))
+                if barcode_label is not None and barcode_label != label:
+                    contradictions.append(
+                        f"{where}: label {label} but the TCGA barcode of '{slide_text}' says "
+                        f"{barcode_label}"
+                    )
+            else:
+                problems.add(f"{where}: label '{label_text}' is not 0 (normal) or 1 (tumor)")
+                row_ok = False
+        elif barcode_label is not None:
+            label = barcode_label
+        elif require_labels and slide_text:
+            problems.add(f"{where}: no label, and {_label_reason(barcode_reason, slide_text)}")
+            row_ok = False
+
+        split_text = get("split").lower()
+        split: str | None = None
+        if split_text:
+            if split_text in SPLIT_NAMES:
+                split = split_text
+            else:
+                problems.add(
+                    f"{where}: split '{get('split')}' is not one of {', '.join(SPLIT_NAMES)}"
+                )
+                row_ok = False
+
+        mask: Path | None = None
+        mask_text = get("mask")
+        if mask_text:
+            if Path(mask_text).suffix.lower() not in MASK_EXTENSIONS:
+                problems.add(
+                    f"{where}: mask '{mask_text}' is not a {', '.join(MASK_EXTENSIONS)} file"
+                )
+                row_ok = False
+            mask, ok = _check_path(mask_text, "mask", root, where, problems,
+                                   check_files=check_files, allow_outside_root=allow_outside_root)
+            row_ok = row_ok and ok
+
+        case = get("case") or (_default_case(slide_text) if slide_text else "")
+        location = get("location") or None
+
+        if split is not None and case:
+            placed.append((case, split, where))
+        if row_ok and slide is not None:
+            records.append(SlideRecord(slide, label, split, mask, case, location))
+
+    _check_case_splits(placed, problems)
+    problems.raise_if_any()
+    if contradictions:
+        shown = contradictions[:MAX_LISTED_PROBLEMS]
+        more = len(contradictions) - len(shown)
+        warnings.warn(
+            f"{csv_path}: {len(contradictions)} explicit label(s) contradict the TCGA barcode; "
+            "the explicit label is used:\n  "
+            + "\n  ".join(shown)
+            + (f"\n  ... and {more} more" if more else ""),
+            UserWarning,
+            stacklevel=2,
+        )
+    return records
+
+
+def _read_rows(f, csv_path: Path) -> list[tuple[int, list[str]]]:
+    """Non-blank CSV rows with the file line each starts on."""
+    reader = csv.reader(f)
+    rows: list[tuple[int, list[str]]] = []
+    previous_end = 0
+    try:
+        for fields in reader:
+            start = previous_end + 1
+            previous_end = reader.line_num
+            if any(v.strip() for v in fields):
+                rows.append((start, fields))
+    except csv.Error as e:
+        raise ValueError(f"{csv_path}: line {reader.line_num}: not valid CSV ({e})") from None
+    return rows
+
+
+def _label_reason(barcode_reason: str | None, slide_text: str) -> str:
+    if barcode_reason is None or "no TCGA barcode" in barcode_reason:
+        return f"the name '{slide_text}' holds no TCGA barcode to take it from"
+    # sample_label's message starts with the slide name, which the row already shows.
+    return barcode_reason.split(": ", 1)[-1]
+
+
+def _check_path(
+    text: str,
+    kind: str,
+    root: Path,
+    where: str,
+    problems: _Problems,
+    *,
+    check_files: bool,
+    allow_outside_root: bool,
+) -> tuple[Path, bool]:
+    """Resolve ``text`` against ``root``; record its problems; return (path, usable)."""
+    expanded = os.path.expanduser(text)
+    path = Path(os.path.normpath(expanded if os.path.isabs(expanded) else root / expanded))
+    ok = True
+    if not allow_outside_root and not _is_within(path, root):
+        problems.add(f"{where}: {kind} '{text}' is outside the manifest's folder {root}")
+        ok = False
+    if check_files:
+        if not path.exists():
+            problems.add(f"{where}: {kind} file not found: {path}", missing_file=True)
+            ok = False
+        elif kind == "mask" and not path.is_file():
+            problems.add(f"{where}: mask {path} is not a file")
+            ok = False
+    return path, ok
+
+
+def _check_case_splits(placed: Sequence[tuple[str, str, str]], problems: _Problems) -> None:
+    first: dict[str, tuple[str, str]] = {}
+    for case, split, where in placed:
+        seen = first.setdefault(case, (split, where))
+        if seen[0] != split:
+            problems.add(
+                f"{where}: case '{case}' is in split '{split}' here but in '{seen[0]}' "
+                f"at {seen[1]}; all slides of a case must share one split"
+            )
+
+
+def _assign_splits(
+    records: list[SlideRecord],
+    fractions: Sequence[float] | Mapping[str, float],
+    seed: int,
+) -> list[SlideRecord]:
+    """Give every record a split: its case's split when the case has one, else by case."""
+    case_split = {r.case: r.split for r in records if r.split is not None}
+    pending = [r for r in records if r.split is None and r.case not in case_split]
+    splits = split_by_case(
+        pending, case_of=lambda r: r.case, label_of=lambda r: r.label, fractions=fractions, seed=seed
+    )
+    for name, members in splits.items():
+        for r in members:
+            case_split[r.case] = name
+    return [r if r.split is not None else dataclasses.replace(r, split=case_split[r.case]) for r in records]
+
+
+def find_manifest_or_slides(
+    dataset_dir: str | os.PathLike,
+    *,
+    seed: int = 0,
+    fractions: Sequence[float] | Mapping[str, float] = DEFAULT_FRACTIONS,
+    assign_splits: bool = True,
+    recursive: bool = True,
+    require_labels: bool = True,
+    check_files: bool = True,
+    allow_outside_root: bool = True,
+    allow_unknown_columns: bool = False,
+) -> list[SlideRecord]:
+    """The cohort of a dataset folder: its ``manifest.csv``, or else the TCGA slides in it.
+
+    * ``dataset_dir`` is a CSV file, or a folder holding ``manifest.csv``: that manifest is read
+      with :func:`load_manifest`.
+    * Otherwise every file with an extension in :data:`SLIDE_EXTENSIONS` (in sub-folders too when
+      ``recursive``, as GDC downloads put each slide in its own folder; hidden entries skipped) is
+      a slide, labelled from the TCGA barcode in its name, with the TCGA case id as case. Masks
+      cannot be given this way: a cohort with masks needs a manifest.
+
+    With ``assign_splits``, records without a split get one: the split of another slide of the
+    same case when there is one, else from :func:`~monai_wsseg.data.tcga.split_by_case` over the
+    remaining cases with ``fractions`` and ``seed``.
+
+    Returns:
+        Records in manifest order, or sorted by path for a folder of slides.
+
+    Raises:
+        FileNotFoundError: the folder does not exist, or holds no manifest and no slides.
+        ValueError: manifest problems, or slides whose names give no usable label (listed).
+    """
+    path = _abspath(dataset_dir)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: dataset folder not found")
+    manifest = path if path.is_file() else path / MANIFEST_NAME
+    if path.is_file() or manifest.is_file():
+        records = load_manifest(
+            manifest,
+            require_labels=require_labels,
+            check_files=check_files,
+            allow_outside_root=allow_outside_root,
+            allow_unknown_columns=allow_unknown_columns,
+        )
+    else:
+        records = _records_from_slide_names(path, recursive=recursive, require_labels=require_labels)
+    return _assign_splits(records, fractions, seed) if assign_splits else records
+
+
+def _records_from_slide_names(root: Path, *, recursive: bool, require_labels: bool) -> list[SlideRecord]:
+    candidates = root.rglob("*") if recursive else root.iterdir()
+    slides = sorted(
+        p
+        for p in candidates
+        if p.suffix.lower() in SLIDE_EXTENSIONS
+        and not any(part.startswith(".") for part in p.relative_to(root).parts)
+        and p.is_file()
+    )
+    if not slides:
+        raise FileNotFoundError(
+            f"{root}: no {MANIFEST_NAME} and no slide files ({' '.join(SLIDE_EXTENSIONS)})"
+        )
+    problems = _Problems(root)
+    records = []
+    for p in slides:
+        label: int | None = None
+        try:
+            label = sample_label(p.name)
+        except ValueError as e:
+            if require_labels:
+                problems.add(f"{p.relative_to(root)}: {_label_reason(str(e), p.name)}")
+                continue
+        records.append(SlideRecord(p, label, None, None, _default_case(p.name), None))
+    if problems:
+        problems.add(f"write a {MANIFEST_NAME} to label or leave out these slides")
+    problems.raise_if_any()
+    return records
+
+
+def mask_downsample(
+    mask_size: tuple[int, int],
+    slide_size: tuple[int, int],
+    *,
+    mask_path: str | os.PathLike,
+    slide_path: str | os.PathLike,
+) -> int:
+    """The integer downsample ``d`` at which a mask covers its whole slide.
+
+    A mask of size ``(w, h)`` fits a level-0 slide of size ``(W, H)`` at ``d`` when
+    ``|w - W/d| < 1`` and ``|h - H/d| < 1``: the mask may round either way. When several ``d``
+    fit (tiny masks), the one nearest to the size ratio is returned.
+
+    Args:
+        mask_size: mask ``(width, height)`` in pixels.
+        slide_size: slide level-0 ``(width, height)`` in pixels.
+        mask_path, slide_path: only for the error message.
+
+    Raises:
+        ValueError: sizes that are not two positive integers, a mask larger than the slide, an
+            aspect ratio that differs from the slide's, or no integer ``d``; the message starts
+            with the mask path and names the slide and both sizes.
+    """
+    w, h = _size_pair(mask_size, mask_path, "mask size")
+    sw, sh = _size_pair(slide_size, slide_path, "slide size")
+    sizes = f"mask {w}x{h}, slide {slide_path} {sw}x{sh}"
+    if w > sw or h > sh:
+        raise ValueError(f"{mask_path}: mask is larger than its slide ({sizes})")
+
+    def fits(d: int) -> bool:
+        # |w - W/d| < 1  <=>  |w*d - W| < d, in exact integer arithmetic.
+        return d >= 1 and abs(w * d - sw) < d and abs(h * d - sh) < d
+
+    # Real d fitting both sides lie in (lo, hi); an empty interval means the shapes disagree.
+    lo = max(sw / (w + 1), sh / (h + 1))
+    hi = min(sw / (w - 1) if w > 1 else math.inf, sh / (h - 1) if h > 1 else math.inf)
+    if lo >= hi:
+        raise ValueError(
+            f"{mask_path}: mask aspect ratio differs from its slide's ({sizes}; "
+            f"W/w = {sw / w:.4g}, H/h = {sh / h:.4g})"
+        )
+    target = math.sqrt((sw * sh) / (w * h))
+    candidates = {math.floor(target) + k for k in range(-2, 4)}
+    candidates |= {math.floor(lo) + k for k in range(0, 3)}
+    if math.isfinite(hi):
+        candidates |= {math.ceil(hi) - k for k in range(0, 3)}
+    valid = [d for d in candidates if fits(d)]
+    if not valid:
+        raise ValueError(
+            f"{mask_path}: no integer downsample maps the mask onto its slide ({sizes}; "
+            f"W/w = {sw / w:.4g}, H/h = {sh / h:.4g})"
+        )
+    return min(valid, key=lambda d: (abs(w - sw / d) + abs(h - sh / d), d))
+
+
+def _size_pair(size: Sequence[int], path: str | os.PathLike, what: str) -> tuple[int, int]:
+    try:
+        a, b = (int(v) for v in size)
+        ok = all(int(v) == v for v in size)
+    except (TypeError, ValueError):
+        ok = False
+    if not ok or a < 1 or b < 1:
+        raise ValueError(f"{path}: {what} {size!r} is not two positive integers (width, height)")
+    return a, b
+
+
+def write_manifest(records: Iterable[SlideRecord], csv_path: str | os.PathLike) -> Path:
+    """Write ``records`` as a manifest that :func:`load_manifest` reads back to the same records.
+
+    Paths inside the CSV's folder are written relative to it (POSIX separators), so the folder
+    can be moved; others stay absolute. A record's relative path is taken relative to the
+    current directory. The file is written under a temporary name and renamed when complete.
+
+    Returns:
+        The absolute path of the written CSV.
+    """
+    csv_path = _abspath(csv_path)
+    root = csv_path.parent
+    root.mkdir(parents=True, exist_ok=True)
+
+    def rel(p: Path | None) -> str:
+        if p is None:
+            return ""
+        p = _abspath(p)
+        if _is_within(p, root):
+            return Path(os.path.relpath(p, root)).as_posix()
+        return str(p)
+
+    rows = [
+        [
+            rel(r.slide),
+            "" if r.label is None else str(r.label),
+            r.split or "",
+            rel(r.mask),
+            r.case,
+            r.location or "",
+        ]
+        for r in records
+    ]
+    # A per-process name in the same folder, so the rename is atomic and concurrent writers do
+    # not share a temporary file; open() (unlike mkstemp) keeps the usual umask permissions.
+    tmp = root / f".{csv_path.name}.{os.getpid()}.tmp"
+    try:
+        with open(tmp, "w", encoding="utf-8", newline="") as f:
+            writer = csv.writer(f, lineterminator="\n")
+            writer.writerow(MANIFEST_COLUMNS)
+            writer.writerows(rows)
+        os.replace(tmp, csv_path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return csv_path
