@@ -1,0 +1,93 @@
+"""A torchvision ResNet made fully convolutional: per-location logits for whole-slide maps.
+
+Paper A trains one prediction per 224 px patch and runs the same ResNet50 without its global average
+pool to get dense outputs. Here the classifier is a 1×1 convolution on the last feature map, so
+
+* ``forward(x)`` gives dense logits ``(B, C, H / stride, W / stride)`` (used for maps), and
+* ``patch_logits(x)`` gives ``(B, C)``, the spatial mean of those dense logits.
+
+Because the classifier is linear, the mean of the dense logits equals the classifier applied to the
+average-pooled features — a standard ResNet's patch prediction — so training per patch and mapping
+densely are the same function of the input. ``output_stride=16`` dilates the last stage (paper A's
+13×13-per-224 px map is this network with one more 2×2 pool); ``32`` is the plain ResNet.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+from torch import nn
+from torchvision import models
+
+__all__ = ["ResNetFCN"]
+
+_FEATURES = {"resnet18": 512, "resnet34": 512, "resnet50": 2048, "resnet101": 2048, "resnet152": 2048}
+
+
+class ResNetFCN(nn.Module):
+    """Fully convolutional torchvision ResNet.
+
+    Args:
+        backbone: ``"resnet18"``, ``"resnet34"``, ``"resnet50"`` (default), ``"resnet101"``, ``"resnet152"``.
+        num_classes: output channels (1 for tumor logits).
+        output_stride: 32 (plain) or 16 (last stage dilated).
+        pretrained_path: optional local torchvision ImageNet state dict (``.pth``) for the backbone; loaded
+            with ``weights_only=True``. Nothing is downloaded.
+    """
+
+    def __init__(
+        self,
+        backbone: str = "resnet50",
+        num_classes: int = 1,
+        output_stride: int = 16,
+        pretrained_path: str | os.PathLike | None = None,
+    ) -> None:
+        super().__init__()
+        if backbone not in _FEATURES:
+            raise ValueError(f"unknown backbone {backbone!r}; choose one of {', '.join(_FEATURES)}")
+        if output_stride not in (16, 32):
+            raise ValueError(f"output_stride must be 16 or 32, got {output_stride}")
+        if num_classes < 1:
+            raise ValueError(f"num_classes must be ≥ 1, got {num_classes}")
+        dilate = [False, False, output_stride == 16]
+        if backbone in ("resnet18", "resnet34"):
+            # BasicBlock ResNets refuse replace_stride_with_dilation; dilate layer4 by hand below.
+            net = getattr(models, backbone)(weights=None)
+            if output_stride == 16:
+                _dilate_basic_layer(net.layer4)
+        else:
+            net = getattr(models, backbone)(weights=None, replace_stride_with_dilation=dilate)
+        if pretrained_path is not None:
+            state = torch.load(pretrained_path, map_location="cpu", weights_only=True)
+            missing, unexpected = net.load_state_dict(state, strict=False)
+            bad = [k for k in missing if not k.startswith("fc.")] + [k for k in unexpected if not k.startswith("fc.")]
+            if bad:
+                raise ValueError(f"{pretrained_path}: not {backbone} weights (mismatched keys: {bad[:5]})")
+        self.output_stride = output_stride
+        self.num_classes = num_classes
+        self.features = nn.Sequential(
+            net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2, net.layer3, net.layer4
+        )
+        self.classifier = nn.Conv2d(_FEATURES[backbone], num_classes, kernel_size=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, 3, H, W)`` normalised RGB → ``(B, C, ceil(H / stride), ceil(W / stride))`` logits."""
+        return self.classifier(self.features(x))
+
+    def patch_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, 3, H, W)`` → ``(B, C)``: the spatial mean of the dense logits (one prediction per patch)."""
+        return self.forward(x).mean(dim=(2, 3))
+
+
+def _dilate_basic_layer(layer: nn.Sequential) -> None:
+    """Turn a BasicBlock stage's stride 2 into dilation 2 (what torchvision does for Bottleneck stages)."""
+    first = layer[0]
+    first.conv1.stride = (1, 1)
+    if first.downsample is not None:
+        first.downsample[0].stride = (1, 1)
+    for i, block in enumerate(layer):
+        for conv in (block.conv1, block.conv2):
+            if i == 0 and conv is block.conv1:
+                continue  # the first conv keeps dilation 1, as in torchvision's dilated Bottleneck stages
+            conv.dilation, conv.padding = (2, 2), (2, 2)
