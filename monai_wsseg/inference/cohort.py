@@ -1,0 +1,170 @@
+"""Cohort inference: many slides in, one set of map outputs per slide out; resumable and shardable.
+
+Per slide, in the output folder: ``<stem>.tif`` (the map as a pyramidal TIFF), ``<stem>.png`` (the map
+over the slide thumbnail) and ``<stem>.geojson`` (the regions of each class). Every file is written to
+a temporary name and renamed when complete, so after a kill no partial file exists under a final name,
+and a rerun skips the slides whose outputs all exist. A slide that cannot be read or inferred is
+logged, listed at the end, and does not stop the others; the run then raises :class:`CohortError`
+unless ``tolerate_failures``. Under ``torchrun`` (or any launcher setting ``RANK``/``WORLD_SIZE``)
+each rank takes every ``WORLD_SIZE``-th slide, so many GPUs and nodes need no other code.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from monai_wsseg.data.manifest import SlideRecord
+from monai_wsseg.inference.engine import WSIInferer
+from monai_wsseg.inference.writers import write_geojson, write_map_tiff, write_overlay_png
+from monai_wsseg.wsi.slide import open_slide
+
+__all__ = ["CohortError", "CohortResult", "MapOutputs", "run_cohort", "shard"]
+
+logger = logging.getLogger(__name__)
+
+OUTPUT_SUFFIXES = {"tiff": ".tif", "png": ".png", "geojson": ".geojson"}
+
+
+class CohortError(RuntimeError):
+    """Some slides of a cohort failed; the message lists each with its reason."""
+
+
+@dataclass
+class CohortResult:
+    """What a cohort run did, slide by slide (paths as given)."""
+
+    done: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class MapOutputs:
+    """Which outputs to write and how to draw them.
+
+    Attributes:
+        class_names: one name per network output channel (e.g. ``["tumor"]``).
+        colors: one ``(r, g, b)`` per class; ``None`` picks defaults.
+        label_map: write the TIFF as class indices (argmax) rather than the probability of ``channel``.
+        channel: the channel written as probability (single-class maps use 0).
+        threshold: cut for GeoJSON regions and label maps of one channel.
+        formats: any of ``"tiff"``, ``"png"``, ``"geojson"``.
+    """
+
+    class_names: Sequence[str] = ("tumor",)
+    colors: Sequence[Sequence[int]] | None = None
+    label_map: bool = False
+    channel: int = 0
+    threshold: float = 0.5
+    formats: Sequence[str] = ("tiff", "png", "geojson")
+
+    def paths(self, output_dir: Path, slide: Path) -> dict[str, Path]:
+        unknown = set(self.formats) - set(OUTPUT_SUFFIXES)
+        if unknown:
+            raise ValueError(f"unknown output formats {sorted(unknown)}; choose from {sorted(OUTPUT_SUFFIXES)}")
+        return {f: output_dir / f"{slide.stem}{OUTPUT_SUFFIXES[f]}" for f in self.formats}
+
+
+def shard(items: Sequence, rank: int | None = None, world_size: int | None = None) -> list:
+    """This process's share of ``items``: every ``world_size``-th item from ``rank``.
+
+    Without arguments, rank and world size come from ``torch.distributed`` when it is initialised, else
+    from the ``RANK``/``WORLD_SIZE`` environment variables, else the whole list.
+    """
+    if rank is None or world_size is None:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            rank, world_size = dist.get_rank(), dist.get_world_size()
+        else:
+            rank, world_size = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank {rank} is outside world size {world_size}")
+    return list(items)[rank::world_size]
+
+
+def check_writable(output_dir: str | os.PathLike) -> Path:
+    """Create ``output_dir`` and prove it takes a file, before any hour of work (clear error otherwise)."""
+    out = Path(output_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".write-check-"):
+            pass
+    except OSError as exc:
+        raise ValueError(f"{out}: output folder is not writable ({exc.strerror or exc})") from None
+    return out
+
+
+def run_cohort(
+    inferer: WSIInferer,
+    slides: Sequence[str | os.PathLike | SlideRecord],
+    output_dir: str | os.PathLike,
+    outputs: MapOutputs | None = None,
+    *,
+    backend: str = "auto",
+    mpp: float | None = None,
+    tolerate_failures: bool = False,
+    rank: int | None = None,
+    world_size: int | None = None,
+) -> CohortResult:
+    """Infer every slide of this rank's shard and write its outputs.
+
+    Args:
+        inferer: the configured whole-slide inferer.
+        slides: slide paths or manifest records.
+        output_dir: folder for the outputs (created; checked writable first).
+        outputs: what to write (default: tumor probability TIFF, overlay PNG and GeoJSON).
+        backend: slide reading backend.
+        mpp: level-0 microns per pixel for slides whose files record none.
+        tolerate_failures: return normally even when slides failed (they are still listed).
+        rank, world_size: shard explicitly (default: from the launcher, see :func:`shard`).
+
+    Raises:
+        ValueError: the output folder is not writable.
+        CohortError: at the end, when any slide failed and failures are not tolerated.
+    """
+    outputs = outputs or MapOutputs()
+    out = check_writable(output_dir)
+    paths = [Path(s.slide if isinstance(s, SlideRecord) else s) for s in slides]
+    stems = [p.stem for p in paths]
+    clashes = sorted({s for s in stems if stems.count(s) > 1})
+    if clashes:
+        raise ValueError(f"{out}: several slides share the file stem(s) {clashes[:5]}; their outputs would collide")
+    result = CohortResult()
+    mine = shard(paths, rank, world_size)
+    for i, path in enumerate(mine, 1):
+        targets = outputs.paths(out, path)
+        if all(t.exists() for t in targets.values()):
+            result.skipped.append(str(path))
+            continue
+        logger.info("[%d/%d] %s", i, len(mine), path)
+        try:
+            with open_slide(path, backend=backend, mpp=mpp) as slide:
+                smap = inferer(slide)
+                if "tiff" in targets:
+                    write_map_tiff(targets["tiff"], smap, channel=None if outputs.label_map else outputs.channel,
+                                   label_map=outputs.label_map, threshold=outputs.threshold)
+                names, colors = list(outputs.class_names), outputs.colors
+                if "png" in targets:
+                    write_overlay_png(targets["png"], smap, slide, class_names=names, colors=colors)
+                if "geojson" in targets:
+                    write_geojson(targets["geojson"], smap, class_names=names, colors=colors,
+                                  threshold=outputs.threshold, slide_dimensions=slide.dimensions)
+            if smap.unread:
+                logger.warning("%s: %d unreadable windows are no-data in the maps", path, len(smap.unread))
+            result.done.append(str(path))
+        except Exception as exc:  # one bad slide must not end a cohort; it is reported below
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            logger.error("%s: failed: %s", path, reason)
+            result.failed.append((str(path), reason))
+    logger.info("%d slides done, %d skipped (outputs exist), %d failed", len(result.done), len(result.skipped),
+                len(result.failed))
+    if result.failed and not tolerate_failures:
+        lines = "\n".join(f"  {p}: {r}" for p, r in result.failed)
+        raise CohortError(f"{len(result.failed)} of {len(mine)} slides failed:\n{lines}")
+    return result
