@@ -18,12 +18,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from monai_wsseg.data.manifest import SlideRecord
+from monai_wsseg.data.manifest import SLIDE_EXTENSIONS, SlideRecord, find_manifest_or_slides
 from monai_wsseg.inference.engine import WSIInferer
 from monai_wsseg.inference.writers import write_geojson, write_map_tiff, write_overlay_png
 from monai_wsseg.wsi.slide import open_slide
 
-__all__ = ["CohortError", "CohortResult", "MapOutputs", "run_cohort", "shard"]
+__all__ = ["CohortError", "CohortResult", "MapOutputs", "cohort_slides", "run_cohort", "shard"]
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +86,24 @@ def shard(items: Sequence, rank: int | None = None, world_size: int | None = Non
     if not 0 <= rank < world_size:
         raise ValueError(f"rank {rank} is outside world size {world_size}")
     return list(items)[rank::world_size]
+
+
+def cohort_slides(source: str | os.PathLike, split: str | None = None) -> list[Path]:
+    """The slides to infer from a slide file, a manifest CSV, a folder holding ``manifest.csv``, or a folder
+    of slides (labels are not needed for inference); ``split`` keeps only that manifest split."""
+    src = Path(source)
+    if src.is_file() and src.suffix.lower() in SLIDE_EXTENSIONS:
+        return [src]
+    if not src.exists():
+        raise FileNotFoundError(f"{src}: no such slide, manifest or folder")
+    if src.is_dir() and not (src / "manifest.csv").exists():
+        found = sorted(p for p in src.rglob("*") if p.suffix.lower() in SLIDE_EXTENSIONS and p.is_file()
+                       and not any(part.startswith(".") for part in p.relative_to(src).parts))
+        if not found:
+            raise FileNotFoundError(f"{src}: holds no manifest.csv and no slide files ({', '.join(SLIDE_EXTENSIONS)})")
+        return found
+    records = find_manifest_or_slides(src, require_labels=False, assign_splits=False)
+    return [r.slide for r in records if split is None or r.split == split]
 
 
 def check_writable(output_dir: str | os.PathLike) -> Path:

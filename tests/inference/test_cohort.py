@@ -155,3 +155,19 @@ def test_kill_9_mid_cohort_leaves_no_partial_output_and_rerun_finishes(tmp_path)
     assert result.skipped == [str(slides[0])]
     assert result.done == [str(s) for s in slides[1:]]
     assert all((out / f"{s.stem}{x}").exists() for s in slides for x in (".tif", ".png", ".geojson"))
+
+
+def test_cohort_slides_from_a_file_a_folder_or_a_manifest(tmp_path):
+    from monai_wsseg.inference.cohort import cohort_slides
+
+    slides = make_slides(tmp_path / "data", 2)
+    assert cohort_slides(slides[0]) == [slides[0]]
+    assert cohort_slides(tmp_path / "data") == slides
+    (tmp_path / "data" / "manifest.csv").write_text("slide,label,split\nslide0.tif,1,train\nslide1.tif,0,test\n")
+    assert cohort_slides(tmp_path / "data", split="test") == [slides[1]]
+    assert len(cohort_slides(tmp_path / "data" / "manifest.csv")) == 2
+    with pytest.raises(FileNotFoundError, match="nowhere: no such slide, manifest or folder"):
+        cohort_slides(tmp_path / "nowhere")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="empty: holds no manifest.csv and no slide files"):
+        cohort_slides(tmp_path / "empty")
