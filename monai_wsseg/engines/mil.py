@@ -1,0 +1,194 @@
+"""Ignite glue for MIL training (paper A): the bag iteration, epoch bookkeeping, and slide selection.
+
+A step takes ``B`` bags of ``N`` patches (``(B, N, 3, P, P)``), runs the fully convolutional network on
+the ``B·N`` patches at once, reduces each patch's dense logits to one instance logit (their mean, which
+for a ResNet with a 1×1 head is exactly the ResNet's own global-pool classifier), and applies the
+top-α / bottom-β loss per bag. ``instance="cell"`` instead makes every output cell an instance.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from ignite.engine import Engine, Events
+from monai.engines import SupervisedTrainer
+from monai.utils import CommonKeys as Keys
+
+from monai_wsseg.data.manifest import SlideRecord
+
+__all__ = ["MILTrainer", "instance_logits", "latest_checkpoint", "loss_output", "mil_slides", "record_run"]
+
+logger = logging.getLogger(__name__)
+
+
+def instance_logits(dense: torch.Tensor, bags: int, instance: str = "patch") -> torch.Tensor:
+    """Instance logits of ``bags`` bags from dense network output.
+
+    Args:
+        dense: ``(B·N, 1, h, w)`` tumor logits of the ``B·N`` patches (or ``(B·N, 1)``).
+        bags: ``B``.
+        instance: ``"patch"`` → ``(B, N)`` (mean over each patch's cells); ``"cell"`` → ``(B, N, h, w)``.
+    """
+    if dense.ndim not in (2, 4) or dense.shape[1] != 1:
+        raise ValueError(f"the network must give one tumor logit channel, got output shape {tuple(dense.shape)}")
+    if dense.shape[0] % bags:
+        raise ValueError(f"{dense.shape[0]} patch outputs do not split into {bags} bags")
+    n = dense.shape[0] // bags
+    if dense.ndim == 2 or instance == "patch":
+        return dense.reshape(bags, n, -1).mean(dim=2)
+    if instance == "cell":
+        return dense.reshape(bags, n, *dense.shape[2:])
+    raise ValueError(f"instance must be 'patch' or 'cell', got {instance!r}")
+
+
+class MILTrainer(SupervisedTrainer):
+    """``SupervisedTrainer`` over bags from :class:`~monai_wsseg.data.bags.SlideBagDataset`.
+
+    Batches come from :func:`~monai_wsseg.data.bags.collate_bags`: ``image`` ``(B, N, 3, P, P)``,
+    ``label`` ``(B,)``, ``slide`` (B paths) and ``errors`` (slides that could not be read). Unreadable
+    slides are skipped for the step, logged, and listed at the end of the epoch in
+    ``state.skipped_slides`` (``{path: error}``). A non-finite loss stops training with
+    ``FloatingPointError`` naming the iteration and the slides, before any weight is changed, so the
+    last checkpoint stays good.
+
+    Each epoch starts with ``dataset.set_epoch(epoch)`` when the loader's dataset has it, so every
+    epoch draws new bags (reproducibly).
+
+    Args:
+        instance: ``"patch"`` (paper: one instance per patch) or ``"cell"``.
+        All other arguments are those of ``SupervisedTrainer``; ``loss_function`` takes ``(B, N)`` (or
+        ``(B, N, h, w)``) logits and ``(B,)`` labels, e.g. ``TopKBottomKMILLoss``.
+    """
+
+    def __init__(self, *args, instance: str = "patch", **kwargs) -> None:
+        if instance not in ("patch", "cell"):
+            raise ValueError(f"instance must be 'patch' or 'cell', got {instance!r}")
+        kwargs.setdefault("decollate", False)
+        super().__init__(*args, **kwargs)
+        self.instance = instance
+        self.state.skipped_slides = {}
+        self._epoch_skipped: dict[str, str] = {}
+        self.add_event_handler(Events.EPOCH_STARTED, self._start_epoch)
+        self.add_event_handler(Events.EPOCH_COMPLETED, self._report_skipped)
+
+    def _start_epoch(self, engine: Engine) -> None:
+        dataset = getattr(self.data_loader, "dataset", None)
+        if hasattr(dataset, "set_epoch"):
+            dataset.set_epoch(engine.state.epoch)
+        self._epoch_skipped = {}
+
+    def _report_skipped(self, engine: Engine) -> None:
+        if self._epoch_skipped:
+            lines = "\n  ".join(f"{slide}: {err}" for slide, err in sorted(self._epoch_skipped.items()))
+            logger.warning("epoch %d: %d slide(s) skipped:\n  %s", engine.state.epoch, len(self._epoch_skipped), lines)
+        engine.state.skipped_slides.update(self._epoch_skipped)
+
+    def _iteration(self, engine: MILTrainer, batchdata: dict) -> dict:
+        for slide, err in batchdata.get("errors", []):
+            if slide not in self._epoch_skipped:
+                logger.warning("iteration %d: skipped %s: %s", engine.state.iteration, slide, err)
+            self._epoch_skipped[slide] = err
+        if "image" not in batchdata:  # every slide of this step was unreadable
+            engine.state.output = {}
+            return engine.state.output
+        images = batchdata["image"].to(engine.state.device, non_blocking=engine.non_blocking)
+        labels = batchdata["label"].to(engine.state.device, non_blocking=engine.non_blocking)
+        b, n = images.shape[:2]
+        patches = images.reshape(b * n, *images.shape[2:])
+        engine.network.train()
+        engine.optimizer.zero_grad(set_to_none=engine.optim_set_to_none)
+        autocast = torch.autocast(device_type=torch.device(engine.state.device).type, enabled=engine.amp)
+        with autocast:
+            dense = engine.inferer(patches, engine.network)
+            logits = instance_logits(dense.float(), b, self.instance)
+            loss = engine.loss_function(logits, labels).mean()
+        if not math.isfinite(loss.item()):
+            raise FloatingPointError(
+                f"non-finite loss ({loss.item()}) at iteration {engine.state.iteration} (epoch {engine.state.epoch}) "
+                f"on slide(s) {', '.join(batchdata['slide'])}; training stopped before the update, the last "
+                "checkpoint is kept"
+            )
+        if engine.amp and engine.scaler is not None:
+            engine.scaler.scale(loss).backward()
+            engine.scaler.step(engine.optimizer)
+            engine.scaler.update()
+        else:
+            loss.backward()
+            engine.optimizer.step()
+        engine.state.output = {Keys.LOSS: loss.detach(), Keys.LABEL: labels, Keys.PRED: logits.detach(),
+                               "slide": batchdata["slide"]}
+        return engine.state.output
+
+
+def loss_output(output: dict) -> float | None:
+    """The step's loss for stats handlers (``None`` for a step whose slides were all unreadable)."""
+    loss = output.get(Keys.LOSS) if isinstance(output, dict) else None
+    return None if loss is None else float(loss)
+
+
+def mil_slides(records: Sequence[SlideRecord], split: str | None, *, require_both_labels: bool = True,
+               what: str = "cohort") -> list[SlideRecord]:
+    """The records of one split (all when ``split`` is ``None``), checked for MIL training.
+
+    Raises:
+        ValueError: no slide in the split, a slide without a label, or (``require_both_labels``) no
+            tumor or no normal slide — the loss needs both to mean anything.
+    """
+    chosen = [r for r in records if split is None or r.split == split]
+    where = f"{what}" + (f", split '{split}'" if split else "")
+    if not chosen:
+        splits = sorted({str(r.split) for r in records})
+        raise ValueError(f"{where}: no slides (splits present: {', '.join(splits) or 'none'})")
+    unlabelled = [str(r.slide) for r in chosen if r.label not in (0, 1)]
+    if unlabelled:
+        raise ValueError(f"{where}: {len(unlabelled)} slide(s) without a 0/1 label, e.g. {unlabelled[0]}")
+    if require_both_labels:
+        n_tumor = sum(r.label == 1 for r in chosen)
+        if n_tumor == 0 or n_tumor == len(chosen):
+            missing = "tumor (label 1)" if n_tumor == 0 else "normal (label 0)"
+            raise ValueError(f"{where}: {len(chosen)} slide(s) but none {missing}; MIL training needs both")
+    return chosen
+
+
+def latest_checkpoint(directory: str | Path, prefix: str = "checkpoint") -> str | None:
+    """The newest ``<prefix>*.pt`` in ``directory`` (for resuming), or ``None``."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return None
+    def order(p: Path) -> tuple:
+        # "checkpoint_epoch=12.pt": the epoch number decides; file times can tie within a second
+        numbers = [int(n) for n in re.findall(r"=(\d+)", p.name)]
+        return (numbers, p.stat().st_mtime_ns)
+
+    found = sorted(directory.glob(f"{prefix}*.pt"), key=order)
+    return str(found[-1]) if found else None
+
+
+def record_run(output_dir: str | Path, profile: str, **settings) -> Path:
+    """Write ``output_dir/run.json``: the profile, seed and settings a run used, with library versions.
+
+    Called once at the start of training so a run folder always says how it was made (the bundle
+    docs ask users to quote the profile with their figures).
+    """
+    import json
+    import os
+    import platform
+    import time
+
+    import monai
+
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    info = {"profile": profile, "settings": settings, "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "versions": {"python": platform.python_version(), "torch": torch.__version__, "monai": monai.__version__},
+            "device": "cuda" if torch.cuda.is_available() else f"cpu ({os.cpu_count()} cores)"}
+    path = out / "run.json"
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(info, indent=2, default=str) + "\n")
+    os.replace(tmp, path)
+    return path
