@@ -21,33 +21,14 @@ import sys
 import time
 from pathlib import Path
 
-import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run from a checkout without installing the package
     sys.path.insert(0, str(ROOT))
 
 from monai_wsseg.data.pcam import DEFAULT_MEAN, DEFAULT_STD, PCamDataset, evaluate_pcam  # noqa: E402
+from monai_wsseg.networks.checkpoint import load_weights  # noqa: E402
 from monai_wsseg.networks.fcn import ResNetFCN  # noqa: E402
-
-_WRAPPERS = ("model", "network", "state_dict")
-
-
-def load_weights(network: torch.nn.Module, path: str | os.PathLike) -> None:
-    """Load a checkpoint into ``network`` (strict), unwrapping the usual containers and DDP prefixes."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    for key in _WRAPPERS:
-        if isinstance(state, dict) and isinstance(state.get(key), dict):
-            state = state[key]
-            break
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ValueError(f"{path}: not a state dict (nor one under {', '.join(map(repr, _WRAPPERS))})")
-    state = {k.removeprefix("module."): v for k, v in state.items()}
-    try:
-        network.load_state_dict(state)
-    except RuntimeError as exc:
-        raise ValueError(f"{path}: does not fit the network: {str(exc).splitlines()[0]} ...") from exc
-
 
 def _write_json(path: Path, data: dict) -> None:
     """Write ``data`` so that ``path`` is either the old file or the complete new one."""

@@ -324,7 +324,7 @@ def test_script_loads_raw_state_dict_and_reports_bad_checkpoints(tmp_path, pcam)
     assert (net[0].weight == 1).all()
     wrong = tmp_path / "wrong.pt"
     torch.save({"state_dict": {"0.weight": torch.ones(2, 3, 1, 1)}}, wrong)
-    with pytest.raises(ValueError, match="wrong.pt.*does not fit"):
+    with pytest.raises(ValueError, match="wrong.pt.*do not fit"):
         module.load_weights(net, wrong)
     with pytest.raises(SystemExit, match="nope_x.h5"):
         module.main(["--x", str(tmp_path / "nope_x.h5"), "--y", str(pcam[1]), "--ckpt", str(raw)])
