@@ -21,7 +21,8 @@ from monai_wsseg.data.manifest import SlideRecord
 from monai_wsseg.inference.cohort import shard
 from monai_wsseg.inference.engine import WSIInferer
 from monai_wsseg.metrics.auc import AUCAccumulator
-from monai_wsseg.metrics.tumor_maps import load_mask, mask_on_grid
+from monai_wsseg.engines.mil_evaluation import tissue_on_grid
+from monai_wsseg.metrics.tumor_maps import TUMOR_FRACTION, load_mask, mask_on_grid
 from monai_wsseg.wsi.slide import SlideReadError, open_slide
 from monai_wsseg.wsi.tissue import compute_tissue_mask
 
@@ -30,25 +31,24 @@ __all__ = ["SlideMapEvaluator", "TumorAUC", "slide_map_targets"]
 logger = logging.getLogger(__name__)
 
 
-def slide_map_targets(record: SlideRecord, slide, tissue, downsample: int, shape: tuple[int, int],
-                      min_fraction: float = 0.5) -> tuple[np.ndarray, np.ndarray | None]:
+def slide_map_targets(record: SlideRecord, slide, tissue, downsample: int,
+                      shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray | None]:
     """Tissue cells and tumor truth of a map grid.
 
     Args:
         record: the slide's manifest row (label, optional expert mask).
         slide: the opened slide; tissue: its :class:`~monai_wsseg.wsi.tissue.TissueMask`.
         downsample: level-0 pixels per map cell; shape: ``(h, w)`` of the map.
-        min_fraction: a cell is tissue / tumor when at least this fraction of it is.
+
+    A cell is tissue / tumor when at least half of it is (as in the evaluation tables).
 
     Returns:
         ``(tissue, truth)``: ``(h, w)`` bool arrays; ``truth`` is ``None`` for a tumor slide without a mask.
     """
-    h, w = shape
-    edges_x, edges_y = np.arange(w) * downsample, np.arange(h) * downsample
-    tissue_cells = tissue.grid_fraction(edges_x, edges_y, downsample, downsample) >= min_fraction
+    tissue_cells = tissue_on_grid(tissue, downsample, shape)
     if record.mask is not None:
         mask, mask_ds = load_mask(record.mask, slide.dimensions)
-        truth = mask_on_grid(mask, mask_ds, downsample, shape) >= min_fraction
+        truth = mask_on_grid(mask, mask_ds, downsample, shape) >= TUMOR_FRACTION
     elif record.label == 0:
         truth = np.zeros(shape, bool)
     else:
