@@ -123,3 +123,15 @@ def test_multi_gpu_overlay_runs_an_epoch_with_two_cpu_processes(cohort, tmp_path
     assert json.loads((out / "run.json").read_text())["settings"]["world_size"] == 2
     log = proc.stdout + proc.stderr
     assert log.count("Epoch: 1/1, Iter: 1/1") == 1  # 2 train slides over 2 ranks: one bag each; rank 1 logs nothing
+
+
+def test_metadata_passes_verify_metadata_offline(tmp_path):
+    from monai.bundle import verify_metadata
+
+    schema = PROJECT_ROOT / "bundles" / "metadata_schema.json"
+    verify_metadata(meta_file=str(CONFIGS / "metadata.json"), filepath=str(schema))
+    broken = json.loads((CONFIGS / "metadata.json").read_text())
+    del broken["network_data_format"]["inputs"]["image"]["num_channels"]
+    (tmp_path / "m.json").write_text(json.dumps(broken))
+    with pytest.raises(Exception, match="num_channels"):
+        verify_metadata(meta_file=str(tmp_path / "m.json"), filepath=str(schema))
