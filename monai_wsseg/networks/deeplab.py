@@ -136,9 +136,11 @@ class DeepLabV3Plus(nn.Module):
         if not 0.0 <= aspp_dropout < 1.0:
             raise ValueError(f"aspp_dropout must be in [0, 1), got {aspp_dropout}")
 
+        # Read the weights file first: a wrong path fails before the (slow) weight initialisation.
+        state = None if pretrained_path is None else _read_weights(pretrained_path, backbone)
         net = _dilated_resnet(backbone, output_stride)
-        if pretrained_path is not None:
-            _load_backbone_weights(net, backbone, pretrained_path)
+        if state is not None:
+            _load_backbone_weights(net, backbone, state, pretrained_path)
 
         self.num_classes = num_classes
         self.backbone_name = backbone
@@ -209,8 +211,8 @@ def _dilate_basic_layer(layer: nn.Sequential, previous: int, dilation: int) -> N
             conv.dilation, conv.padding = (d, d), (d, d)
 
 
-def _load_backbone_weights(net: models.ResNet, backbone: str, path: str | os.PathLike) -> None:
-    """Load a local torchvision ImageNet ``state_dict`` into ``net``; ``fc.*`` is not needed."""
+def _read_weights(path: str | os.PathLike, backbone: str) -> dict[str, torch.Tensor]:
+    """The ``state_dict`` in a local weights file (``weights_only=True``), without ``fc.*``."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: pretrained weights not found")
@@ -219,7 +221,12 @@ def _load_backbone_weights(net: models.ResNet, backbone: str, path: str | os.Pat
     except Exception as exc:  # noqa: BLE001 - pickle, zip and torch errors all mean "not a weights file"
         raise ValueError(f"{path}: cannot be read as {backbone} weights: {str(exc).splitlines()[0]}") from exc
     state = state_dict_of(checkpoint, path)
-    state = {k: v for k, v in state.items() if not k.startswith("fc.")}
+    return {k: v for k, v in state.items() if not k.startswith("fc.")}
+
+
+def _load_backbone_weights(net: models.ResNet, backbone: str, state: dict[str, torch.Tensor],
+                           path: str | os.PathLike) -> None:
+    """Load a torchvision ImageNet ``state_dict`` (read from ``path``) into ``net``, or say what differs."""
     expected = {k: v.shape for k, v in net.state_dict().items() if not k.startswith("fc.")}
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))

@@ -1,0 +1,369 @@
+"""WSSS patch datasets: file-name labels, palette masks, pseudo masks, paired augmentation, BCSS cutting."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from monai_wsseg.data.patches import (
+    PALETTES,
+    PatchClassificationDataset,
+    PatchSegmentationDataset,
+    PseudoMaskDataset,
+    RandFlipRot90d,
+    class_palette,
+    parse_label,
+    read_index_mask,
+    white_background,
+    write_palette_mask,
+)
+from monai_wsseg.data.synthetic import make_patch_set
+from tests.conftest import PROJECT_ROOT
+
+C = 4  # LUAD-HistoSeg classes: TE NEC LYM TAS; background index 4
+
+
+@pytest.fixture(scope="module")
+def patch_root(tmp_path_factory):
+    return make_patch_set(tmp_path_factory.mktemp("luad"), n_train=8, n_val=4, n_test=4, size=64, seed=0)
+
+
+@pytest.fixture()
+def root_copy(patch_root, tmp_path):
+    """A private copy for tests that damage the folder."""
+    return shutil.copytree(patch_root, tmp_path / "copy")
+
+
+# ------------------------------------------------------------------------------------------ labels
+def test_parse_label_both_spellings():
+    assert parse_label("a/b/1031280-2300-27920-[1 0 0 1].png", 4).tolist() == [1, 0, 0, 1]
+    assert parse_label("TCGA-A1_100_200[0110].png", 4).tolist() == [0, 1, 1, 0]
+    lab = parse_label("x[1 1 0].png", 3)
+    assert lab.dtype == np.uint8 and lab.shape == (3,)
+    assert parse_label("x[0].png", 1).tolist() == [0]
+
+
+@pytest.mark.parametrize("name, match", [
+    ("plain.png", r"plain\.png: no \[..\] label"),
+    ("bad[1 2 0 0].png", r"bad\[1 2 0 0\]\.png: label must be 0/1"),
+    ("bad[10 10].png", "label must be 0/1"),
+    ("bad[1 01 0].png", "label must be 0/1"),
+    ("bad[].png", "label must be 0/1"),
+    ("short[101].png", r"short\[101\]\.png: label \[101\] has 3 classes, expected 4"),
+    ("long[1 0 1 0 1].png", "has 5 classes, expected 4"),
+])
+def test_parse_label_errors_name_the_file(name, match):
+    with pytest.raises(ValueError, match=match):
+        parse_label(name, 4)
+
+
+# ---------------------------------------------------------------------------------------- datasets
+def test_classification_dataset_items(patch_root):
+    ds = PatchClassificationDataset(patch_root, C, class_names=("TE", "NEC", "LYM", "TAS"))
+    assert len(ds) == 8 and ds.class_names == ["TE", "NEC", "LYM", "TAS"]
+    item = ds[3]
+    assert set(item) == {"image", "label", "name"}
+    assert item["image"].shape == (3, 64, 64) and item["image"].dtype == torch.float32
+    assert 0.0 <= float(item["image"].min()) and float(item["image"].max()) <= 1.0
+    assert item["label"].dtype == torch.float32 and item["label"].tolist() == parse_label(item["name"], C).tolist()
+    raw = np.array(Image.open(patch_root / "training" / item["name"]).convert("RGB"))
+    assert torch.equal((item["image"] * 255).round().to(torch.uint8), torch.from_numpy(raw).permute(2, 0, 1))
+    assert [d["name"] for d in ds.data] == [ds[i]["name"] for i in range(len(ds))]  # names without loading
+    bg = PatchClassificationDataset(patch_root, C, with_background=True)[3]["background"]
+    assert bg.dtype == torch.bool and torch.equal(bg, torch.from_numpy(white_background(raw)))
+    # transform gets the dict
+    ds_t = PatchClassificationDataset(patch_root, C, transform=lambda d: {**d, "image": d["image"] * 0})
+    assert float(ds_t[0]["image"].abs().sum()) == 0
+
+
+def test_classification_dataset_errors(patch_root, root_copy, tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"train: training patch folder does not exist.*'training'"):
+        PatchClassificationDataset(patch_root, C, split="train")
+    (tmp_path / "empty" / "training").mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match="holds no .png"):
+        PatchClassificationDataset(tmp_path / "empty", C)
+    with pytest.raises(ValueError, match="class_names"):
+        PatchClassificationDataset(patch_root, C, class_names=("TE", "NEC"))
+    with pytest.raises(ValueError, match=r"expected 5"):
+        PatchClassificationDataset(patch_root, 5)
+    Image.new("RGB", (64, 64)).save(root_copy / "training" / "unlabelled.png")
+    with pytest.raises(ValueError, match=r"unlabelled\.png: no \[..\] label"):
+        PatchClassificationDataset(root_copy, C)
+
+
+def test_segmentation_dataset_items(patch_root):
+    for split in ("val", "test"):
+        ds = PatchSegmentationDataset(patch_root, split, C, background_index=C)
+        assert len(ds) == 4 and ds.ignore_index == C
+        seen = set()
+        for i in range(len(ds)):
+            item = ds[i]
+            assert set(item) == {"image", "mask", "label", "name"}
+            assert item["image"].shape == (3, 64, 64) and item["mask"].shape == (64, 64)
+            assert item["mask"].dtype == torch.int64
+            assert item["label"].tolist() == parse_label(item["name"], C).tolist()  # mask and name agree
+            seen |= set(item["mask"].unique().tolist())
+        assert seen <= set(range(C + 1))
+    # background kept as given: the demo set has some white glass (index 4) somewhere
+    all_vals = set()
+    for split in ("val", "test"):
+        ds = PatchSegmentationDataset(patch_root, split, C, background_index=C)
+        for i in range(len(ds)):
+            all_vals |= set(ds[i]["mask"].unique().tolist())
+    assert all_vals <= set(range(C + 1)) and len(all_vals & set(range(C))) >= 2
+
+
+def test_unknown_palette_index_names_the_file(root_copy):
+    mask_dir = root_copy / "val" / "mask"
+    victim = sorted(mask_dir.iterdir())[1]
+    m = read_index_mask(victim).copy()
+    m[:3, :3] = 7
+    write_palette_mask(victim, m, PALETTES["luad"] + [(9, 9, 9)] * 3)
+    ds = PatchSegmentationDataset(root_copy, "val", C, background_index=C)
+    ds[0]
+    with pytest.raises(ValueError, match=re.escape(victim.name) + r".*unknown index \[7\]"):
+        ds[1]
+    # index 5 is unknown to LUAD (background 4) but is the declared background of another convention
+    m[:3, :3] = 5
+    write_palette_mask(victim, m, PALETTES["luad"] + [(9, 9, 9)])
+    with pytest.raises(ValueError, match=r"unknown index \[5\]"):
+        ds[1]
+    assert PatchSegmentationDataset(root_copy, "val", C, background_index=5).ignore_index == 5
+    with pytest.raises(ValueError, match="background_index"):
+        PatchSegmentationDataset(root_copy, "val", C, background_index=2)
+
+
+def test_segmentation_dataset_pairing_errors(root_copy):
+    victim = sorted((root_copy / "test" / "mask").iterdir())[0]
+    victim.unlink()
+    with pytest.raises(FileNotFoundError, match=r"1 image\(s\) without a mask.*" + re.escape(victim.name)):
+        PatchSegmentationDataset(root_copy, "test", C, background_index=C)
+    with pytest.raises(FileNotFoundError, match="split folder does not exist"):
+        PatchSegmentationDataset(root_copy, "validation", C)
+    # a mask of the wrong size names the mask file
+    val_mask = sorted((root_copy / "val" / "mask").iterdir())[0]
+    write_palette_mask(val_mask, np.zeros((32, 64), np.uint8), PALETTES["luad"])
+    with pytest.raises(ValueError, match=re.escape(val_mask.name) + r": mask is 64x32 px"):
+        PatchSegmentationDataset(root_copy, "val", C, background_index=C)[0]
+
+
+def _write_pseudo(root, folders):
+    for k, folder in enumerate(folders):
+        for p in sorted((root / "training").iterdir()):
+            m = (np.arange(64)[None, :] // 16 + k) % (C + 1) * np.ones((64, 1), np.int64)
+            write_palette_mask(root / folder / p.name, m, PALETTES["luad"])
+
+
+def test_pseudo_mask_dataset(root_copy):
+    folders = ["pseudo/b4_3", "pseudo/b5_2", "pseudo/bn7"]
+    _write_pseudo(root_copy, folders)
+    ds = PseudoMaskDataset(root_copy, folders, C, background_index=C)
+    item = ds[2]
+    assert set(item) == {"image", "label", "pseudo", "name"}
+    assert item["pseudo"].shape == (3, 64, 64) and item["pseudo"].dtype == torch.int64
+    for k in range(3):  # layer order kept
+        assert item["pseudo"][k, 0, :].tolist() == [((x // 16) + k) % (C + 1) for x in range(64)]
+    assert item["label"].tolist() == parse_label(item["name"], C).tolist()
+    # absolute folder paths work too
+    assert len(PseudoMaskDataset(root_copy, [root_copy / f for f in folders], C)) == 8
+
+
+def test_pseudo_mask_missing_folder_and_file(root_copy):
+    _write_pseudo(root_copy, ["pm/bn7", "pm/b5_2"])
+    with pytest.raises(FileNotFoundError, match=r"do not exist: \[.*pm/b4_3'\]"):
+        PseudoMaskDataset(root_copy, ["pm/b4_3", "pm/b5_2", "pm/bn7"], C)
+    victim = sorted((root_copy / "pm" / "b5_2").iterdir())[4]
+    victim.unlink()
+    with pytest.raises(FileNotFoundError, match=r"pm/b5_2: 1 of 8 pseudo masks missing.*" + re.escape(victim.name)):
+        PseudoMaskDataset(root_copy, ["pm/b5_2", "pm/bn7"], C)
+    with pytest.raises(ValueError, match="non-empty list"):
+        PseudoMaskDataset(root_copy, "pm/bn7", C)
+
+
+# ---------------------------------------------------------------------------------------- palettes
+def test_palette_round_trip(tmp_path):
+    rng = np.random.default_rng(0)
+    mask = rng.integers(0, C + 1, (40, 56))
+    path = write_palette_mask(tmp_path / "sub" / "m.png", mask, PALETTES["luad"])
+    with Image.open(path) as im:
+        assert im.mode == "P" and im.size == (56, 40)
+        pal = im.getpalette()[: 3 * (C + 1)]
+        rgb = np.asarray(im.convert("RGB"))
+    assert np.array_equal(read_index_mask(path), mask)
+    assert [tuple(pal[i : i + 3]) for i in range(0, len(pal), 3)] == [
+        (205, 51, 51), (0, 255, 0), (65, 105, 225), (255, 165, 0), (255, 255, 255)]
+    assert tuple(rgb[mask == 2][0]) == (65, 105, 225)
+    assert [p.name for p in (tmp_path / "sub").iterdir()] == ["m.png"]  # no temp file left
+    with pytest.raises(ValueError, match=r"indices \[5\] but the palette has 5 colours"):
+        write_palette_mask(tmp_path / "bad.png", np.full((4, 4), 5), PALETTES["luad"])
+    assert not (tmp_path / "bad.png").exists()
+    # BCSS: distinct colours; unknown class names still get distinct colours
+    assert len(set(PALETTES["bcss"])) == 5
+    pal6 = class_palette(["TE", "A", "B", "C", "D", "E"])
+    assert len(set(pal6)) == 7 and pal6[-1] == (255, 255, 255)
+
+
+def test_white_background():
+    img = np.full((60, 60, 3), 120, np.uint8)
+    img[:, 40:] = 245  # a large white region
+    img[10:14, 10:14] = 250  # a 16 px speck: removed
+    img[30:40, 10:20] = (255, 255, 120)  # bright but yellowish: grey 233 > 200, 100 px: kept
+    bg = white_background(img)
+    assert bg.dtype == bool and bg.shape == (60, 60)
+    assert bg[:, 40:].all() and not bg[10:14, 10:14].any() and bg[30:40, 10:20].all()
+    assert bg[:, :40].sum() == 100
+    assert white_background(img, min_size_px=0)[10:14, 10:14].all()
+    assert not white_background(img, threshold=250).any()
+    with pytest.raises(ValueError, match=r"\(H, W, 3\) uint8"):
+        white_background(img.astype(np.float32))
+
+
+# ------------------------------------------------------------------------------------ augmentation
+def test_paired_flip_rot90_keeps_alignment():
+    rng = np.random.default_rng(1)
+    mask = torch.from_numpy(rng.integers(0, 5, (16, 16)))
+    image = torch.stack([mask.float() / 10, mask.float().T, torch.zeros(16, 16)])  # channel 0 encodes the mask
+    pseudo = torch.stack([mask, (mask + 1) % 5])
+    t = RandFlipRot90d(seed=3)
+    draws = set()
+    for _ in range(64):
+        out = t({"image": image, "mask": mask, "pseudo": pseudo, "name": "x"})
+        draws.add(t.last)
+        assert torch.equal((out["image"][0] * 10).round().long(), out["mask"])
+        assert torch.equal(out["pseudo"][0], out["mask"]) and torch.equal(out["pseudo"][1], (out["mask"] + 1) % 5)
+        assert out["name"] == "x"
+    # all 8 symmetries of the square occur (hflip + vflip == rot180, so 16 draws give 8 distinct maps)
+    maps = {tuple(RandFlipRot90d(seed=0).apply(mask).flatten().tolist())}
+    for k, h, v in draws:
+        t._k, t._hflip, t._vflip = k, h, v
+        maps.add(tuple(t.apply(mask).flatten().tolist()))
+    assert len(maps) == 8
+    # numpy in, contiguous numpy out; the same seed gives the same draws
+    a, b = RandFlipRot90d(keys="mask", seed=7), RandFlipRot90d(keys="mask", seed=7)
+    for _ in range(10):
+        ra, rb = a({"mask": mask.numpy()}), b({"mask": mask.numpy()})
+        assert np.array_equal(ra["mask"], rb["mask"]) and ra["mask"].flags.c_contiguous
+    off = RandFlipRot90d(flip=False, rot90=False, seed=0)
+    assert all(torch.equal(off({"mask": mask})["mask"], mask) for _ in range(5))
+
+
+def test_pseudo_dataset_with_augmentation_in_a_loader(root_copy):
+    from monai.data import DataLoader
+
+    _write_pseudo(root_copy, ["pm/a", "pm/b"])
+    ds = PseudoMaskDataset(root_copy, ["pm/a", "pm/b"], C, transform=RandFlipRot90d(seed=0))
+    batch = next(iter(DataLoader(ds, batch_size=4, num_workers=0)))
+    assert batch["image"].shape == (4, 3, 64, 64) and batch["pseudo"].shape == (4, 2, 64, 64)
+    assert batch["label"].shape == (4, C) and len(batch["name"]) == 4
+
+
+# ------------------------------------------------------------------------------- BCSS preparation
+def _load_script():
+    spec = importlib.util.spec_from_file_location("prepare_bcss_wsss", PROJECT_ROOT / "scripts" / "prepare_bcss_wsss.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _make_roi(codes_layout):
+    """A 500 x 400 px ROI: (H, W, 3) RGB (a different colour per code, plus an x/y gradient) and its codes."""
+    codes = np.zeros((400, 500), np.uint8)
+    for (x0, y0, x1, y1), code in codes_layout:
+        codes[y0:y1, x0:x1] = code
+    yy, xx = np.mgrid[0:400, 0:500]
+    rgb = np.stack([(codes.astype(np.int64) * 11) % 256, xx % 256, yy % 256], -1).astype(np.uint8)
+    return rgb, codes
+
+
+# BCSS default grouping: TUM = 1, 19, 20; STR = 2; LYM = 3, 10, 11; NEC = 4; don't care = 0, 7; rest other
+EXPECTED_CLASS = {1: 0, 19: 0, 20: 0, 2: 1, 3: 2, 10: 2, 11: 2, 4: 3}
+
+
+def test_prepare_bcss_wsss_on_a_made_up_roi(tmp_path):
+    script = _load_script()
+    layouts = {
+        "roiA": [((0, 0, 250, 200), 1), ((250, 0, 500, 200), 2), ((0, 200, 150, 400), 4),
+                 ((150, 200, 500, 400), 9), ((60, 60, 90, 90), 19), ((460, 0, 500, 400), 0)],
+        "roiB": [((0, 0, 500, 400), 2), ((100, 100, 300, 300), 3), ((320, 40, 420, 120), 10),
+                 ((0, 300, 500, 400), 9)],
+    }
+    (tmp_path / "img").mkdir()
+    (tmp_path / "lab").mkdir()
+    rois = {}
+    for name, layout in layouts.items():
+        rgb, codes = rois[name] = _make_roi(layout)
+        Image.fromarray(rgb).save(tmp_path / "img" / f"{name}.png")
+        Image.fromarray(codes, mode="L").save(tmp_path / "lab" / f"{name}.png")
+    out = tmp_path / "bcss"
+    argv = ["--images", str(tmp_path / "img"), "--masks", str(tmp_path / "lab"), "--out", str(out),
+            "--stride", "64", "--val-rois", "roiB", "--test-fraction", "0"]
+    summary = script.main(argv)
+
+    def expected(codes, x, y, training):
+        crop = codes[y : y + 224, x : x + 224]
+        cls = np.vectorize(lambda c: EXPECTED_CLASS.get(int(c), 4 if c not in (0, 7) else 5))(crop)
+        labelled = (cls < 4).mean()
+        keep = labelled >= 0.5 and not (training and (cls == 5).any())
+        return keep, [int((cls == k).any()) for k in range(4)], np.minimum(cls, 4)
+
+    # every grid position is either written with the right label or skipped for the right reason
+    written = {}
+    for split, folder in (("training", out / "training"), ("val", out / "val" / "img")):
+        for p in folder.iterdir():
+            m = re.fullmatch(r"(roi[AB])_(\d+)_(\d+)\[([01]{4})\]\.png", p.name)
+            assert m, p.name
+            written[(m[1], int(m[2]), int(m[3]))] = (split, [int(b) for b in m[4]], p)
+    n_expected = 0
+    for name, (rgb, codes) in rois.items():
+        training = name == "roiA"
+        for y in range(0, 400 - 224 + 1, 64):
+            for x in range(0, 500 - 224 + 1, 64):
+                keep, label, mask = expected(codes, x, y, training)
+                assert ((name, x, y) in written) == keep, (name, x, y)
+                if not keep:
+                    continue
+                n_expected += 1
+                split, got, path = written[(name, x, y)]
+                assert split == ("training" if training else "val")
+                assert got == label, (name, x, y)
+                assert np.array_equal(np.asarray(Image.open(path)), rgb[y : y + 224, x : x + 224])
+                if not training:
+                    mpath = out / "val" / "mask" / path.name
+                    assert np.array_equal(read_index_mask(mpath), mask)
+    assert n_expected == len(written) == summary["training_patches"] + summary["val_patches"]
+    assert summary["training_patches"] >= 3 and summary["val_patches"] >= 3
+    assert summary["skipped_unlabelled"] >= 1 and summary["skipped_dont_care"] >= 1
+    assert (out / "splits.csv").read_text().split() == ["roi,split", "roiA,training", "roiB,val"]
+    # the output reads back through the datasets (BCSS: no background class; other = index 4, not scored)
+    assert len(PatchClassificationDataset(out, 4)) == summary["training_patches"]
+    val = PatchSegmentationDataset(out, "val", 4)
+    assert val.ignore_index == 4 and val[0]["mask"].shape == (224, 224)
+    # a rerun keeps existing files
+    stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*.png")}
+    script.main(argv)
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*.png")} == stamps
+
+
+def test_prepare_bcss_wsss_options(tmp_path):
+    script = _load_script()
+    assert script.parse_class_codes("TUM=1,19;STR=2") == {"TUM": [1, 19], "STR": [2]}
+    for bad in ("TUM", "TUM=1;STR=1", "TUM=x", "TUM=1;TUM=2"):
+        with pytest.raises(ValueError, match="--class-codes"):
+            script.parse_class_codes(bad)
+    splits = script.assign_splits([f"r{i}" for i in range(10)], None, None, 0.2, 0.1, seed=0)
+    assert sorted(splits.values()).count("val") == 2 and list(splits.values()).count("test") == 1
+    assert splits == script.assign_splits([f"r{i}" for i in range(10)], None, None, 0.2, 0.1, seed=0)
+    with pytest.raises(ValueError, match="unknown ROI"):
+        script.assign_splits(["a", "b"], ["c"], None, 0, 0, 0)
+    (tmp_path / "i").mkdir()
+    (tmp_path / "m").mkdir()
+    Image.new("RGB", (300, 300)).save(tmp_path / "i" / "r.png")
+    Image.new("L", (200, 300)).save(tmp_path / "m" / "r.png")
+    with pytest.raises(ValueError, match=r"r\.png: label mask is 200x300 px"):
+        script.main(["--images", str(tmp_path / "i"), "--masks", str(tmp_path / "m"), "--out", str(tmp_path / "o")])
