@@ -21,7 +21,7 @@ from monai.utils import CommonKeys as Keys
 
 from monai_wsseg.data.manifest import SlideRecord
 
-__all__ = ["MILTrainer", "instance_logits", "latest_checkpoint", "loss_output", "mil_slides", "record_run"]
+__all__ = ["MILTrainer", "instance_logits", "latest_checkpoint", "loss_output", "mil_slides"]
 
 logger = logging.getLogger(__name__)
 
@@ -168,27 +168,3 @@ def latest_checkpoint(directory: str | Path, prefix: str = "checkpoint") -> str 
     found = sorted(directory.glob(f"{prefix}*.pt"), key=order)
     return str(found[-1]) if found else None
 
-
-def record_run(output_dir: str | Path, profile: str, **settings) -> Path:
-    """Write ``output_dir/run.json``: the profile, seed and settings a run used, with library versions.
-
-    Called once at the start of training so a run folder always says how it was made (the bundle
-    docs ask users to quote the profile with their figures).
-    """
-    import json
-    import os
-    import platform
-    import time
-
-    import monai
-
-    out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    info = {"profile": profile, "settings": settings, "started": time.strftime("%Y-%m-%d %H:%M:%S"),
-            "versions": {"python": platform.python_version(), "torch": torch.__version__, "monai": monai.__version__},
-            "device": "cuda" if torch.cuda.is_available() else f"cpu ({os.cpu_count()} cores)"}
-    path = out / "run.json"
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(info, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
-    return path

@@ -1,0 +1,33 @@
+"""``run.json``: how a training run was made (profile, seed, settings, library versions)."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+__all__ = ["record_run"]
+
+
+def record_run(output_dir: str | Path, profile: str, **settings) -> Path:
+    """Write ``output_dir/run.json``: the profile, seed and settings a run used, with library versions.
+
+    Called once at the start of training so a run folder always says how it was made (the bundle
+    docs ask users to quote the profile with their figures).
+    """
+    import monai  # here, not at module level: record_run is cheap to import
+
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    info = {"profile": profile, "settings": settings, "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "versions": {"python": platform.python_version(), "torch": torch.__version__, "monai": monai.__version__},
+            "device": "cuda" if torch.cuda.is_available() else f"cpu ({os.cpu_count()} cores)"}
+    path = out / "run.json"
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(info, indent=2, default=str) + "\n")
+    os.replace(tmp, path)
+    return path
