@@ -7,7 +7,9 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from monai_wsseg.data.synthetic import make_patch_set
 from tests.conftest import PROJECT_ROOT
@@ -26,11 +28,35 @@ def run_bundle(run_id, files, *args):
     return proc.stdout + proc.stderr
 
 
-def test_phase1_trains_with_the_mu_schedule_and_keeps_the_best_classifier(tmp_path):
+def test_three_phases_chain_through_the_output_folder(tmp_path):
     data = make_patch_set(tmp_path / "patches", n_train=8, n_val=4, n_test=4, size=64, seed=0)
     out = tmp_path / "run"
-    log = run_bundle("training", ["train_cls.json", "cpu.json"], "--dataset_dir", str(data), "--output_dir", str(out),
-                     "--num_epochs", "1", "--num_workers", "0", "--batch_size", "4")
+    common = ["--dataset_dir", str(data), "--output_dir", str(out), "--num_workers", "0"]
+    log = run_bundle("training", ["train_cls.json", "cpu.json"], *common, "--num_epochs", "1", "--batch_size", "4")
     assert (out / "models" / "classifier.pt").is_file()
     assert "val_cls_auc" in log
     assert json.loads((out / "run.json").read_text())["settings"]["pda_mode"] == "pda"
+
+    run_bundle("run", ["pseudo_masks.json"], *common, "--width", "0.125")
+    names = sorted(p.name for p in (data / "training").glob("*.png"))
+    for layer in ("b4_3", "b5_2", "bn7"):
+        masks = sorted((out / "pseudo" / layer).glob("*.png"))
+        assert [m.name for m in masks] == names
+        indices = np.unique(np.asarray(Image.open(masks[0])))
+        assert set(indices.tolist()) <= {0, 1, 2, 3, 4}  # 4 classes + white background
+
+    log = run_bundle("training", ["train_seg.json", "cpu_seg.json"], *common, "--num_epochs", "1", "--batch_size", "4")
+    assert (out / "models" / "model.pt").is_file()
+    assert "val_miou" in log
+
+
+def test_a_missing_pseudo_mask_folder_is_named(tmp_path):
+    data = make_patch_set(tmp_path / "patches", n_train=4, n_val=2, n_test=2, size=64, seed=1)
+    out = tmp_path / "run"
+    (out / "pseudo" / "b4_3").mkdir(parents=True)
+    cmd = [sys.executable, "-m", "monai.bundle", "run", "training", "--bundle_root", str(BUNDLE), "--config_file",
+           f"['{CONFIGS / 'train_seg.json'}','{CONFIGS / 'cpu_seg.json'}']", "--dataset_dir", str(data),
+           "--output_dir", str(out), "--num_workers", "0"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=dict(os.environ, PYTHONWARNINGS="ignore"))
+    assert proc.returncode != 0
+    assert str(out / "pseudo" / "b5_2") in proc.stderr + proc.stdout

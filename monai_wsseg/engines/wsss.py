@@ -1,0 +1,61 @@
+"""Ignite glue for WSSS phase 2 (paper B): pseudo-mask batches for the trainer, tissue scores for the evaluator."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from ignite.metrics import Metric
+
+from monai_wsseg.metrics.tissue import TissueConfusion
+
+__all__ = ["TissueMIoU", "mask_batch", "pseudo_batch"]
+
+
+def pseudo_batch(batchdata: dict, device: str | torch.device | None = None, non_blocking: bool = False,
+                 **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
+    """``prepare_batch`` for ``SupervisedTrainer``: ``(image (B,3,H,W), pseudo (B,L,H,W) int64)``.
+
+    The phase-2 loss (:class:`~monai_wsseg.losses.pseudo.MultiLayerPseudoLoss`) takes the L pseudo masks
+    (one per Grad-CAM layer) as its target, where MONAI's default would pass ``label``.
+    """
+    images = batchdata["image"].to(device=device, non_blocking=non_blocking, **kwargs)
+    pseudo = batchdata["pseudo"].to(device=device, non_blocking=non_blocking).long()
+    return images, pseudo
+
+
+def mask_batch(batchdata: dict, device: str | torch.device | None = None, non_blocking: bool = False,
+               **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
+    """``prepare_batch`` for the evaluator: ``(image, mask (B,H,W) int64)``; the mask becomes the output's ``label``."""
+    images = batchdata["image"].to(device=device, non_blocking=non_blocking, **kwargs)
+    return images, batchdata["mask"].to(device=device, non_blocking=non_blocking).long()
+
+
+class TissueMIoU(Metric):
+    """Paper B's scores over an evaluator's outputs; ``compute`` returns the MIoU.
+
+    ``update`` takes ``(pred, mask)``: ``pred`` ``(B, C, H, W)`` scores (argmax taken here) or ``(B, H, W)``
+    labels, ``mask`` ``(B, H, W)`` truth with ``ignore_index`` for unscored pixels (LUAD white
+    background). All four figures (IoU per class, MIoU, FwIoU, ACC) are kept in ``self.last_scores``.
+    """
+
+    def __init__(self, num_classes: int, ignore_index: int | None = None, output_transform=lambda x: x,
+                 device: str | torch.device = "cpu") -> None:
+        self.num_classes, self.ignore_index = num_classes, ignore_index
+        self.last_scores: dict = {}
+        super().__init__(output_transform=output_transform, device=device)
+
+    def reset(self) -> None:
+        self._confusion = TissueConfusion(self.num_classes, self.ignore_index)
+
+    def update(self, output: Sequence) -> None:
+        pred, mask = output
+        pred = torch.stack(list(pred)) if isinstance(pred, (list, tuple)) else pred
+        mask = torch.stack(list(mask)) if isinstance(mask, (list, tuple)) else mask
+        if pred.ndim == 4:
+            pred = pred.argmax(dim=1)
+        self._confusion.update(pred.detach().cpu().numpy(), mask.detach().cpu().numpy().reshape(pred.shape))
+
+    def compute(self) -> float:
+        self.last_scores = self._confusion.scores()
+        return float(self.last_scores["miou"])
