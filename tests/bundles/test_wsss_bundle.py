@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import subprocess
@@ -48,6 +49,13 @@ def test_three_phases_chain_through_the_output_folder(tmp_path):
     log = run_bundle("training", ["train_seg.json", "cpu_seg.json"], *common, "--num_epochs", "1", "--batch_size", "4")
     assert (out / "models" / "model.pt").is_file()
     assert "val_miou" in log
+
+    run_bundle("run", ["evaluate.json", "cpu_seg.json"], *common, "--width", "0.125")
+    rows = list(csv.DictReader(open(out / "evaluation" / "evaluation.csv", newline="")))
+    assert [r["row"] for r in rows] == ["cam:b4_3", "cam:b5_2", "cam:bn7", "segmentation", "segmentation+gate"]
+    for r in rows:
+        assert 0 <= float(r["miou"]) <= 1 and 0 <= float(r["acc"]) <= 1
+    assert "| miou |" in (out / "evaluation" / "evaluation.md").read_text()
 
 
 def test_a_missing_pseudo_mask_folder_is_named(tmp_path):
