@@ -68,3 +68,10 @@ def test_a_missing_pseudo_mask_folder_is_named(tmp_path):
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=dict(os.environ, PYTHONWARNINGS="ignore"))
     assert proc.returncode != 0
     assert str(out / "pseudo" / "b5_2") in proc.stderr + proc.stdout
+
+
+def test_metadata_passes_verify_metadata_offline():
+    from monai.bundle import verify_metadata
+
+    verify_metadata(meta_file=str(CONFIGS / "metadata.json"),
+                    filepath=str(PROJECT_ROOT / "bundles" / "metadata_schema.json"))
