@@ -10,10 +10,11 @@ import sys
 
 import numpy as np
 import pytest
+import tifffile
 from PIL import Image
 
 from monai_wsseg.data.synthetic import make_patch_set
-from tests.conftest import PROJECT_ROOT
+from tests.conftest import PROJECT_ROOT, real_file
 
 BUNDLE = PROJECT_ROOT / "bundles" / "wsss_tissue_segmentation"
 CONFIGS = BUNDLE / "configs"
@@ -56,6 +57,17 @@ def test_three_phases_chain_through_the_output_folder(tmp_path):
     for r in rows:
         assert 0 <= float(r["miou"]) <= 1 and 0 <= float(r["acc"]) <= 1
     assert "| miou |" in (out / "evaluation" / "evaluation.md").read_text()
+
+    run_bundle("run", ["inference.json", "cpu_seg.json"], *common, "--width", "0.125")
+    predicted = sorted((out / "predictions").glob("*.png"))
+    assert [p.name for p in predicted] == sorted(p.name for p in (data / "test" / "img").glob("*.png"))
+    assert set(np.unique(np.asarray(Image.open(predicted[0]))).tolist()) <= {0, 1, 2, 3, 4}
+
+    slide = real_file("CMU-1-Small-Region.svs")  # a whole slide -> label map through the WSI engine
+    run_bundle("run", ["inference.json", "cpu_seg.json"], *common, "--width", "0.125", "--slides_dir", str(slide))
+    label_map = tifffile.imread(out / "predictions" / "CMU-1-Small-Region.tif", level=0)
+    assert label_map.max() <= 255 and set(np.unique(label_map).tolist()) - {255} <= {0, 1, 2, 3}
+    assert (out / "predictions" / "CMU-1-Small-Region.png").is_file()
 
 
 def test_a_missing_pseudo_mask_folder_is_named(tmp_path):
