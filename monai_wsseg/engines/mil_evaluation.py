@@ -45,9 +45,9 @@ from monai_wsseg.metrics.tumor_maps import (
     mask_on_grid,
 )
 from monai_wsseg.wsi.slide import Slide, open_slide
-from monai_wsseg.wsi.tissue import TissueMask, compute_tissue_mask
+from monai_wsseg.wsi.tissue import TissueMask, compute_tissue_mask, tissue_on_grid
 
-__all__ = ["CSV_COLUMNS", "DEFAULT_THRESHOLD", "TumorMapEvaluation", "tissue_on_grid"]
+__all__ = ["CSV_COLUMNS", "DEFAULT_THRESHOLD", "TumorMapEvaluation"]
 
 logger = logging.getLogger(__name__)
 
@@ -61,18 +61,6 @@ CSV_COLUMNS: tuple[str, ...] = (
     "tumor_tissue_cells", "auc_with_background", "auc_without_background", "threshold",
     "tp", "fp", "fn", "tn", "precision", "recall", "f1", "dice", "error",
 )
-
-
-def tissue_on_grid(tissue: TissueMask, downsample: int, shape: tuple[int, int]) -> np.ndarray:
-    """``(h, w)`` bool: map cells (``downsample`` level-0 px each) at least half covered by tissue."""
-    h, w = shape
-    out = np.zeros((h, w), bool)
-    xs = np.arange(w, dtype=np.float64) * downsample
-    ys = np.arange(h, dtype=np.float64) * downsample
-    # Block by block: a float64 fraction grid of a large slide's map would be hundreds of MB.
-    for r0, block in tissue.iter_grid_fraction(xs, ys, downsample, downsample):
-        out[r0 : r0 + block.shape[0]] = block >= TUMOR_FRACTION
-    return out
 
 
 def _reason(exc: BaseException) -> str:

@@ -15,13 +15,16 @@ import logging
 import os
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+
+import numpy as np
 from pathlib import Path
 
 from monai_wsseg.data.manifest import SLIDE_EXTENSIONS, SlideRecord, find_manifest_or_slides
 from monai_wsseg.inference.engine import WSIInferer
 from monai_wsseg.inference.writers import write_geojson, write_map_tiff, write_overlay_png
 from monai_wsseg.wsi.slide import open_slide
+from monai_wsseg.wsi.tissue import compute_tissue_mask, tissue_on_grid
 
 __all__ = ["CohortError", "CohortResult", "MapOutputs", "cohort_slides", "run_cohort", "shard"]
 
@@ -163,13 +166,17 @@ def run_cohort(
         logger.info("[%d/%d] %s", i, len(mine), path)
         try:
             with open_slide(path, backend=backend, mpp=mpp) as slide:
-                smap = inferer(slide)
+                tissue = compute_tissue_mask(slide, mpp=inferer.tissue_mpp)
+                smap = inferer(slide, tissue=tissue)
                 if "tiff" in targets:
                     write_map_tiff(targets["tiff"], smap, channel=None if outputs.label_map else outputs.channel,
                                    label_map=outputs.label_map, threshold=outputs.threshold)
                 names, colors = list(outputs.class_names), outputs.colors
                 if "png" in targets:
-                    write_overlay_png(targets["png"], smap, slide, class_names=names, colors=colors)
+                    # Tiles reach into the glass around the tissue; colour only the tissue in the picture.
+                    cells = tissue_on_grid(tissue, smap.downsample, smap.probabilities.shape[1:])
+                    shown = replace(smap, probabilities=np.where(cells, smap.probabilities, np.nan))
+                    write_overlay_png(targets["png"], shown, slide, class_names=names, colors=colors)
                 if "geojson" in targets:
                     write_geojson(targets["geojson"], smap, class_names=names, colors=colors,
                                   threshold=outputs.threshold, slide_dimensions=slide.dimensions)

@@ -32,6 +32,7 @@ from skimage.filters import threshold_otsu
 from skimage.morphology import remove_small_holes, remove_small_objects
 
 __all__ = [
+    "tissue_on_grid",
     "S_CEILING",
     "S_FLOOR",
     "SlideLike",
@@ -449,3 +450,15 @@ def compute_tissue_mask(slide: SlideLike, *, mpp: float = 8.0, **kwargs: Any) ->
         logger.warning(message)
         warnings.warn(message, stacklevel=2)
     return tissue
+
+
+def tissue_on_grid(tissue: TissueMask, downsample: int, shape: tuple[int, int]) -> np.ndarray:
+    """``(h, w)`` bool: map cells (``downsample`` level-0 px each) at least half covered by tissue."""
+    h, w = shape
+    out = np.zeros((h, w), bool)
+    xs = np.arange(w, dtype=np.float64) * downsample
+    ys = np.arange(h, dtype=np.float64) * downsample
+    # Block by block: a float64 fraction grid of a large slide's map would be hundreds of MB.
+    for r0, block in tissue.iter_grid_fraction(xs, ys, downsample, downsample):
+        out[r0 : r0 + block.shape[0]] = block >= 0.5
+    return out
