@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-__all__ = ["load_weights", "state_dict_of"]
+__all__ = ["load_weights", "read_state_dict", "state_dict_of"]
 
 _KEYS = ("model", "network", "state_dict", "net")
 
@@ -38,6 +38,23 @@ def state_dict_of(checkpoint: dict, path: str | os.PathLike = "checkpoint", key:
     return checkpoint
 
 
+def read_state_dict(path: str | os.PathLike, *, key: str | None = None, missing: str = "checkpoint",
+                    unreadable: str = "a checkpoint", map_location: str | torch.device = "cpu") -> dict:
+    """The weights in a local file (``torch.load(weights_only=True)``, unwrapped by :func:`state_dict_of`).
+
+    ``missing`` and ``unreadable`` name the file's kind in the errors ("<path>: <missing> not found",
+    "<path>: cannot be read as <unreadable>: ...").
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: {missing} not found")
+    try:
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - pickle, zip and torch errors all mean "not a checkpoint"
+        raise ValueError(f"{path}: cannot be read as {unreadable}: {str(exc).splitlines()[0]}") from exc
+    return state_dict_of(checkpoint, path, key)
+
+
 def load_weights(network: nn.Module, path: str | os.PathLike, *, key: str | None = None, strict: bool = True,
                  map_location: str | torch.device = "cpu") -> nn.Module:
     """Load the weights at ``path`` into ``network`` (``torch.load(weights_only=True)``) and return it.
@@ -47,14 +64,7 @@ def load_weights(network: nn.Module, path: str | os.PathLike, *, key: str | None
         ValueError: the file is not a checkpoint, or its weights do not fit the network (the message
             names the file and the first mismatching keys: usually another backbone or class count).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: checkpoint not found")
-    try:
-        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - pickle, zip and torch errors all mean "not a checkpoint"
-        raise ValueError(f"{path}: cannot be read as a checkpoint: {str(exc).splitlines()[0]}") from exc
-    weights = state_dict_of(checkpoint, path, key)
+    weights = read_state_dict(path, key=key, map_location=map_location)
     target = network.module if isinstance(network, nn.parallel.DistributedDataParallel) else network
     try:
         target.load_state_dict(weights, strict=strict)

@@ -22,14 +22,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torchvision import models
 
-from monai_wsseg.networks.checkpoint import state_dict_of
+from monai_wsseg.networks.checkpoint import read_state_dict
+from monai_wsseg.networks.fcn import dilate_basic_layer
 from monai_wsseg.networks.gate import GatedSegmenter, apply_gate, open_classes
 
 __all__ = ["DeepLabV3Plus", "ASPP", "GatedSegmenter", "apply_gate", "open_classes"]
@@ -189,38 +189,15 @@ def _dilated_resnet(backbone: str, output_stride: int) -> models.ResNet:
         dilation = 1
         for layer, flag in zip((net.layer2, net.layer3, net.layer4), dilate):
             if flag:
-                _dilate_basic_layer(layer, previous=dilation, dilation=dilation * 2)
+                dilate_basic_layer(layer, previous=dilation, dilation=dilation * 2)
                 dilation *= 2
         return net
     return getattr(models, backbone)(weights=None, replace_stride_with_dilation=dilate)
 
 
-def _dilate_basic_layer(layer: nn.Sequential, previous: int, dilation: int) -> None:
-    """Turn a BasicBlock stage's stride 2 into ``dilation``, the way torchvision does Bottleneck stages.
-
-    torchvision gives the first block of a dilated stage the previous stage's dilation and the others the
-    new one. ``fcn._dilate_basic_layer`` does this for dilation 2 only; output stride 8 needs 2 then 4.
-    """
-    first = layer[0]
-    first.conv1.stride = (1, 1)
-    if first.downsample is not None:
-        first.downsample[0].stride = (1, 1)
-    for i, block in enumerate(layer):
-        for conv in (block.conv1, block.conv2):
-            d = previous if (i == 0 and conv is block.conv1) else dilation
-            conv.dilation, conv.padding = (d, d), (d, d)
-
-
 def _read_weights(path: str | os.PathLike, backbone: str) -> dict[str, torch.Tensor]:
     """The ``state_dict`` in a local weights file (``weights_only=True``), without ``fc.*``."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: pretrained weights not found")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - pickle, zip and torch errors all mean "not a weights file"
-        raise ValueError(f"{path}: cannot be read as {backbone} weights: {str(exc).splitlines()[0]}") from exc
-    state = state_dict_of(checkpoint, path)
+    state = read_state_dict(path, missing="pretrained weights", unreadable=f"{backbone} weights")
     return {k: v for k, v in state.items() if not k.startswith("fc.")}
 
 

@@ -55,7 +55,7 @@ class ResNetFCN(nn.Module):
             # BasicBlock ResNets refuse replace_stride_with_dilation; dilate layer4 by hand below.
             net = getattr(models, backbone)(weights=None)
             if output_stride == 16:
-                _dilate_basic_layer(net.layer4)
+                dilate_basic_layer(net.layer4)
         else:
             net = getattr(models, backbone)(weights=None, replace_stride_with_dilation=dilate)
         if pretrained_path is not None:
@@ -80,14 +80,17 @@ class ResNetFCN(nn.Module):
         return self.forward(x).mean(dim=(2, 3))
 
 
-def _dilate_basic_layer(layer: nn.Sequential) -> None:
-    """Turn a BasicBlock stage's stride 2 into dilation 2 (what torchvision does for Bottleneck stages)."""
+def dilate_basic_layer(layer: nn.Sequential, previous: int = 1, dilation: int = 2) -> None:
+    """Trade a BasicBlock stage's stride 2 for dilation (torchvision refuses this for BasicBlock ResNets).
+
+    As torchvision does for Bottleneck stages, the first conv of the stage keeps the previous stage's
+    dilation and every other conv gets ``dilation``; output stride 8 dilates layer3 (1 → 2) then layer4 (2 → 4).
+    """
     first = layer[0]
     first.conv1.stride = (1, 1)
     if first.downsample is not None:
         first.downsample[0].stride = (1, 1)
     for i, block in enumerate(layer):
         for conv in (block.conv1, block.conv2):
-            if i == 0 and conv is block.conv1:
-                continue  # the first conv keeps dilation 1, as in torchvision's dilated Bottleneck stages
-            conv.dilation, conv.padding = (2, 2), (2, 2)
+            d = previous if (i == 0 and conv is block.conv1) else dilation
+            conv.dilation, conv.padding = (d, d), (d, d)

@@ -37,13 +37,12 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from monai_wsseg.networks.checkpoint import state_dict_of
+from monai_wsseg.networks.checkpoint import read_state_dict
 
 __all__ = ["BLOCK_NAMES", "DEFAULT_OUT_LAYERS", "ResNet38d"]
 
@@ -254,14 +253,7 @@ class ResNet38d(nn.Module):
             ValueError: the file is not a state dict, or its tensors do not fit this network (the
                 message names the file, the missing / unexpected / mis-shaped keys and the width).
         """
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: ResNet38d weights not found")
-        try:
-            loaded = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001 - pickle, zip and torch errors all mean "not weights"
-            raise ValueError(f"{path}: cannot be read as a state dict: {str(exc).splitlines()[0]}") from exc
-        weights = state_dict_of(loaded, path)
+        weights = read_state_dict(path, missing="ResNet38d weights", unreadable="a state dict")
         own = self.state_dict()
         # num_batches_tracked is bookkeeping that converted (MXNet) weights do not carry.
         missing = [k for k in own if k not in weights and not k.endswith("num_batches_tracked")]
