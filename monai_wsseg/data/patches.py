@@ -38,6 +38,8 @@ import numpy as np
 import torch
 from monai.transforms import MapTransform, Randomizable
 from PIL import Image
+
+from monai_wsseg.data.atomic_png import save_png
 from skimage.morphology import remove_small_objects
 from torch.utils.data import Dataset
 
@@ -170,19 +172,6 @@ def read_index_mask(path: str | os.PathLike) -> np.ndarray:
         raise ValueError(f"{path}: cannot read mask: {exc}") from exc
 
 
-def _atomic_save(path: Path, image: Image.Image) -> None:
-    # Write to a hidden temporary name in the same folder, then rename: a crash never leaves a
-    # truncated PNG under the final name, and a rerun's "exists -> skip" test stays trustworthy.
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        image.save(tmp, format="PNG", compress_level=3)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def _flat_palette(palette: Sequence) -> list[int]:
     flat: list[int] = []
     for entry in palette:
@@ -221,7 +210,7 @@ def write_palette_mask(path: str | os.PathLike, mask: np.ndarray | torch.Tensor,
         raise ValueError(f"{path}: mask holds indices {bad} but the palette has {n_colours} colours (0..{n_colours - 1})")
     img = Image.fromarray(arr.astype(np.uint8), mode="P")
     img.putpalette(flat + [0] * (768 - len(flat)))
-    _atomic_save(path, img)
+    save_png(path, img)
     return path
 
 
@@ -231,7 +220,7 @@ def write_rgb_png(path: str | os.PathLike, image: np.ndarray) -> Path:
     arr = np.asarray(image)
     if arr.ndim != 3 or arr.shape[2] != 3 or arr.dtype != np.uint8:
         raise ValueError(f"{path}: image must be (H, W, 3) uint8, got {arr.shape} {arr.dtype}")
-    _atomic_save(path, Image.fromarray(np.ascontiguousarray(arr), mode="RGB"))
+    save_png(path, Image.fromarray(np.ascontiguousarray(arr), mode="RGB"))
     return path
 
 

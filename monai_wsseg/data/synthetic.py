@@ -20,6 +20,7 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
+from monai_wsseg.data.atomic_png import save_png
 from monai_wsseg.data.texture import (
     _BLOCK,
     GLASS,
@@ -167,16 +168,6 @@ class SyntheticSlide:
     tumor_fraction: float
 
 
-def _save_png(path: Path, image: Image.Image) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        image.save(tmp, format="PNG", compress_level=3)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def make_slide(path: str | os.PathLike, width: int, height: int, *, tumor: bool, seed: int, mpp: float = 0.5,
                params: TextureParams | None = None, tumor_fraction: tuple[float, float] = (0.1, 0.4),
                mask_path: str | os.PathLike | None = None, mask_downsample: int = 16,
@@ -203,7 +194,7 @@ def make_slide(path: str | os.PathLike, width: int, height: int, *, tumor: bool,
     mpath = None
     if tumor:
         mpath = Path(mask_path) if mask_path is not None else path.with_name(path.stem + "_mask.png")
-        _save_png(mpath, Image.fromarray(r.tumor_mask, mode="L"))
+        save_png(mpath, Image.fromarray(r.tumor_mask, mode="L"))
     return SyntheticSlide(path, mpath, width, height, float(mpp), bool(tumor), r.tissue_fraction, r.tumor_fraction)
 
 
@@ -347,9 +338,9 @@ def make_patch_set(out_dir: str | os.PathLike, *, n_train: int = 200, n_val: int
         if all(t.exists() for t, _ in targets):
             continue
         img, _ = _render_patch(layout.region_kinds.tolist(), size, mpp, p, rng, key, layout=layout)
-        _save_png(targets[0][0], Image.fromarray(img, mode="RGB"))
+        save_png(targets[0][0], Image.fromarray(img, mode="RGB"))
         if len(targets) > 1:
             mask = Image.fromarray(idx, mode="P")
             mask.putpalette(palette)
-            _save_png(targets[1][0], mask)
+            save_png(targets[1][0], mask)
     return out

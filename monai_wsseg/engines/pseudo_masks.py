@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import logging
 import os
-import secrets
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -54,6 +53,7 @@ from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from monai_wsseg.data.atomic_png import save_png
 from monai_wsseg.networks.cam import (
     ForwardWithFeatures,
     HookedForward,
@@ -132,13 +132,7 @@ def _save_png(path: Path, mask: np.ndarray, palette: list[int]) -> None:
     """Write a palette PNG under a hidden temporary name, then rename it (a crash never leaves a partial mask)."""
     image = Image.fromarray(mask.astype(np.uint8), mode="P")
     image.putpalette(palette)
-    tmp = path.with_name(f".tmp{os.getpid()}-{secrets.token_hex(3)}-{path.name}")
-    try:
-        image.save(tmp, format="PNG")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    save_png(path, image, compress_level=6)  # PIL's default level: masks compress well, size matters more than time
 
 
 def _known_names(dataset: Dataset) -> list[str] | None:
