@@ -26,7 +26,8 @@ from monai_wsseg.inference.writers import write_geojson, write_map_tiff, write_o
 from monai_wsseg.wsi.slide import open_slide
 from monai_wsseg.wsi.tissue import compute_tissue_mask, tissue_on_grid
 
-__all__ = ["CohortError", "CohortResult", "MapOutputs", "cohort_slides", "run_cohort", "shard"]
+__all__ = ["CohortError", "CohortResult", "MapOutputs", "check_stems", "cohort_slides", "failure_reason", "run_cohort",
+           "shard", "write_slide_outputs"]
 
 logger = logging.getLogger(__name__)
 
@@ -121,6 +122,41 @@ def check_writable(output_dir: str | os.PathLike) -> Path:
     return out
 
 
+def failure_reason(exc: BaseException) -> str:
+    """The first line of an exception's message (its type name when it has none), for failure lists."""
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def write_slide_outputs(inferer: WSIInferer, path: Path, targets: dict[str, Path], outputs: MapOutputs, *,
+                        backend: str = "auto", mpp: float | None = None) -> None:
+    """Infer one slide and write the outputs named in ``targets`` (``MapOutputs.paths``); raises on failure."""
+    with open_slide(path, backend=backend, mpp=mpp) as slide:
+        tissue = compute_tissue_mask(slide, mpp=inferer.tissue_mpp)
+        smap = inferer(slide, tissue=tissue)
+        if "tiff" in targets:
+            write_map_tiff(targets["tiff"], smap, channel=None if outputs.label_map else outputs.channel,
+                           label_map=outputs.label_map, threshold=outputs.threshold)
+        names, colors = list(outputs.class_names), outputs.colors
+        if "png" in targets:
+            # Tiles reach into the glass around the tissue; colour only the tissue in the picture.
+            cells = tissue_on_grid(tissue, smap.downsample, smap.probabilities.shape[1:])
+            shown = replace(smap, probabilities=np.where(cells, smap.probabilities, np.nan))
+            write_overlay_png(targets["png"], shown, slide, class_names=names, colors=colors)
+        if "geojson" in targets:
+            write_geojson(targets["geojson"], smap, class_names=names, colors=colors,
+                          threshold=outputs.threshold, slide_dimensions=slide.dimensions)
+    if smap.unread:
+        logger.warning("%s: %d unreadable windows are no-data in the maps", path, len(smap.unread))
+
+
+def check_stems(output_dir: Path, paths: Sequence[Path]) -> None:
+    """Refuse slides that share a file stem: their outputs would overwrite each other."""
+    stems = [p.stem for p in paths]
+    clashes = sorted({s for s in stems if stems.count(s) > 1})
+    if clashes:
+        raise ValueError(f"{output_dir}: several slides share the file stem(s) {clashes[:5]}; their outputs would collide")
+
+
 def run_cohort(
     inferer: WSIInferer,
     slides: Sequence[str | os.PathLike | SlideRecord],
@@ -152,10 +188,7 @@ def run_cohort(
     outputs = outputs or MapOutputs()
     out = check_writable(output_dir)
     paths = [Path(s.slide if isinstance(s, SlideRecord) else s) for s in slides]
-    stems = [p.stem for p in paths]
-    clashes = sorted({s for s in stems if stems.count(s) > 1})
-    if clashes:
-        raise ValueError(f"{out}: several slides share the file stem(s) {clashes[:5]}; their outputs would collide")
+    check_stems(out, paths)
     result = CohortResult()
     mine = shard(paths, rank, world_size)
     for i, path in enumerate(mine, 1):
@@ -165,26 +198,10 @@ def run_cohort(
             continue
         logger.info("[%d/%d] %s", i, len(mine), path)
         try:
-            with open_slide(path, backend=backend, mpp=mpp) as slide:
-                tissue = compute_tissue_mask(slide, mpp=inferer.tissue_mpp)
-                smap = inferer(slide, tissue=tissue)
-                if "tiff" in targets:
-                    write_map_tiff(targets["tiff"], smap, channel=None if outputs.label_map else outputs.channel,
-                                   label_map=outputs.label_map, threshold=outputs.threshold)
-                names, colors = list(outputs.class_names), outputs.colors
-                if "png" in targets:
-                    # Tiles reach into the glass around the tissue; colour only the tissue in the picture.
-                    cells = tissue_on_grid(tissue, smap.downsample, smap.probabilities.shape[1:])
-                    shown = replace(smap, probabilities=np.where(cells, smap.probabilities, np.nan))
-                    write_overlay_png(targets["png"], shown, slide, class_names=names, colors=colors)
-                if "geojson" in targets:
-                    write_geojson(targets["geojson"], smap, class_names=names, colors=colors,
-                                  threshold=outputs.threshold, slide_dimensions=slide.dimensions)
-            if smap.unread:
-                logger.warning("%s: %d unreadable windows are no-data in the maps", path, len(smap.unread))
+            write_slide_outputs(inferer, path, targets, outputs, backend=backend, mpp=mpp)
             result.done.append(str(path))
         except Exception as exc:  # one bad slide must not end a cohort; it is reported below
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            reason = failure_reason(exc)
             logger.error("%s: failed: %s", path, reason)
             result.failed.append((str(path), reason))
     logger.info("%d slides done, %d skipped (outputs exist), %d failed", len(result.done), len(result.skipped),
