@@ -108,6 +108,9 @@ class DeepLabV3Plus(nn.Module):
             read with ``torch.load(weights_only=True)``; a ``{"state_dict": ...}`` wrapper or a
             ``module.`` prefix is accepted and ``fc.*`` is ignored. Nothing is ever downloaded.
         aspp_dropout: dropout after the ASPP projection.
+        head_channels: width of the ASPP branches and the decoder convolutions (256 in DeepLabV3+ and
+            the reference). The decoder's two 3×3 convolutions at H/4 cost more than a ResNet-18
+            encoder at 256; 64 makes phase 2 ~2× faster on a CPU (the CPU profile's choice).
 
     Shapes: ``forward``: ``(B, 3, H, W)`` → logits ``(B, C, H, W)``. ``H`` and ``W`` need not be
     multiples of the stride: the decoder resizes to the low-level map and the output to the input.
@@ -125,6 +128,7 @@ class DeepLabV3Plus(nn.Module):
         output_stride: int = 16,
         pretrained_path: str | os.PathLike | None = None,
         aspp_dropout: float = 0.5,
+        head_channels: int = 256,
     ) -> None:
         super().__init__()
         if backbone not in _CHANNELS:
@@ -135,6 +139,8 @@ class DeepLabV3Plus(nn.Module):
             raise ValueError(f"num_classes must be an integer ≥ 1, got {num_classes!r}")
         if not 0.0 <= aspp_dropout < 1.0:
             raise ValueError(f"aspp_dropout must be in [0, 1), got {aspp_dropout}")
+        if isinstance(head_channels, bool) or not isinstance(head_channels, int) or head_channels < 1:
+            raise ValueError(f"head_channels must be an integer ≥ 1, got {head_channels!r}")
 
         # Read the weights file first: a wrong path fails before the (slow) weight initialisation.
         state = None if pretrained_path is None else _read_weights(pretrained_path, backbone)
@@ -150,13 +156,14 @@ class DeepLabV3Plus(nn.Module):
         self.stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool, net.layer1)
         self.encoder = nn.Sequential(net.layer2, net.layer3, net.layer4)
         # Head: everything trained from scratch (the reference gives it 10× the backbone's learning rate).
-        self.aspp = ASPP(high_channels, _ASPP_RATES[output_stride], 256, aspp_dropout)
+        width = head_channels
+        self.aspp = ASPP(high_channels, _ASPP_RATES[output_stride], width, aspp_dropout)
         self.low_level = _conv_bn_relu(low_channels, 48, 1)  # 48 channels: the DeepLabV3+ paper's choice
         self.decoder = nn.Sequential(
-            _conv_bn_relu(256 + 48, 256, 3),
-            _conv_bn_relu(256, 256, 3),
+            _conv_bn_relu(width + 48, width, 3),
+            _conv_bn_relu(width, width, 3),
         )
-        self.classifier = nn.Conv2d(256, num_classes, kernel_size=1)
+        self.classifier = nn.Conv2d(width, num_classes, kernel_size=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, 3, H, W)`` normalised RGB → logits ``(B, C, H, W)``."""
@@ -164,7 +171,7 @@ class DeepLabV3Plus(nn.Module):
             raise ValueError(f"expected input (B, 3, H, W), got {tuple(x.shape)}")
         size = x.shape[-2:]
         low = self.stem(x)  # (B, c1, H/4, W/4)
-        high = self.aspp(self.encoder(low))  # (B, 256, H/OS, W/OS)
+        high = self.aspp(self.encoder(low))  # (B, head_channels, H/OS, W/OS)
         high = F.interpolate(high, size=low.shape[-2:], mode="bilinear", align_corners=False)
         out = self.classifier(self.decoder(torch.cat([high, self.low_level(low)], dim=1)))
         return F.interpolate(out, size=size, mode="bilinear", align_corners=False)

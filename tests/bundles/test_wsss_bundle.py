@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import socket
 import subprocess
 import sys
 
@@ -20,8 +21,8 @@ BUNDLE = PROJECT_ROOT / "bundles" / "wsss_tissue_segmentation"
 CONFIGS = BUNDLE / "configs"
 
 
-def run_bundle(run_id, files, *args):
-    cmd = [sys.executable, "-m", "monai.bundle", "run", run_id, "--bundle_root", str(BUNDLE), "--config_file",
+def run_bundle(run_id, files, *args, launcher=(sys.executable,)):
+    cmd = [*launcher, "-m", "monai.bundle", "run", run_id, "--bundle_root", str(BUNDLE), "--config_file",
            "[" + ",".join(f"'{CONFIGS / f}'" for f in files) + "]", *args]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=400,
                           env=dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1"))
@@ -49,7 +50,7 @@ def test_three_phases_chain_through_the_output_folder(tmp_path):
 
     log = run_bundle("training", ["train_seg.json", "cpu_seg.json"], *common, "--num_epochs", "1", "--batch_size", "4")
     assert (out / "models" / "model.pt").is_file()
-    assert "val_miou" in log
+    assert "val_miou" in log and "train_loss: " in log  # the loss of a non-decollated batch is logged
 
     run_bundle("run", ["evaluate.json", "cpu_seg.json"], *common, "--width", "0.125")
     rows = list(csv.DictReader(open(out / "evaluation" / "evaluation.csv", newline="")))
@@ -80,6 +81,29 @@ def test_a_missing_pseudo_mask_folder_is_named(tmp_path):
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=dict(os.environ, PYTHONWARNINGS="ignore"))
     assert proc.returncode != 0
     assert str(out / "pseudo" / "b5_2") in proc.stderr + proc.stdout
+
+
+def test_multi_gpu_overlays_train_both_phases_with_two_cpu_processes(tmp_path):
+    data = make_patch_set(tmp_path / "patches", n_train=8, n_val=2, n_test=2, size=64, seed=2)
+    out = tmp_path / "ddp"
+    common = ["--dataset_dir", str(data), "--output_dir", str(out), "--num_workers", "0", "--num_epochs", "1",
+              "--batch_size", "2"]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    launcher = (sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port))
+    log = run_bundle("training", ["train_cls.json", "cpu.json", "multi_gpu_train_cls.json"], *common,
+                     launcher=launcher)
+    assert (out / "models" / "classifier.pt").is_file()
+    assert json.loads((out / "run.json").read_text())["settings"]["world_size"] == 2
+    # 8 patches, batch 2, 2 ranks: 2 iterations each, logged by rank 0 only.
+    assert log.count("Epoch: 1/1, Iter: 2/2") == 1 and "Iter: 3/" not in log
+
+    run_bundle("run", ["pseudo_masks.json"], "--dataset_dir", str(data), "--output_dir", str(out), "--width", "0.125")
+    log = run_bundle("training", ["train_seg.json", "cpu_seg.json", "multi_gpu_train_seg.json"], *common,
+                     launcher=launcher)
+    assert (out / "models" / "model.pt").is_file()
+    assert log.count("Epoch: 1/1, Iter: 2/2") == 1
 
 
 def test_metadata_passes_verify_metadata_offline():

@@ -109,6 +109,16 @@ def test_bad_arguments():
         DeepLabV3Plus(2, backbone="resnet18", output_stride=32)
     with pytest.raises(ValueError, match="num_classes"):
         DeepLabV3Plus(0, backbone="resnet18")
+    with pytest.raises(ValueError, match="head_channels"):
+        DeepLabV3Plus(2, backbone="resnet18", head_channels=0)
     net = DeepLabV3Plus(2, backbone="resnet18")
     with pytest.raises(ValueError, match=r"expected input \(B, 3, H, W\)"):
         net(torch.randn(1, 1, 64, 64))
+
+
+def test_a_narrow_head_keeps_the_shapes_and_sheds_the_decoder_cost():
+    wide, narrow = DeepLabV3Plus(3, backbone="resnet18"), DeepLabV3Plus(3, backbone="resnet18", head_channels=64)
+    assert narrow.classifier.in_channels == 64 and narrow.decoder[0][0].in_channels == 64 + 48
+    assert narrow(torch.randn(2, 3, 64, 96)).shape == (2, 3, 64, 96)
+    decoder = lambda n: sum(p.numel() for p in n.decoder.parameters())  # noqa: E731
+    assert decoder(narrow) < decoder(wide) / 10  # the 3×3 convs at H/4 shrink with the square of the width
