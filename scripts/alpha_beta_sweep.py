@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import gc
 import json
 import logging
 import math
@@ -44,8 +43,8 @@ import secrets
 import sys
 import textwrap
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,6 +52,23 @@ from typing import Any
 import numpy as np
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+if str(PROJECT_ROOT) not in sys.path:  # run from a checkout without installing the package
+    sys.path.insert(0, str(PROJECT_ROOT))
+
+# The in-process bundle runner is shared with scripts/wsss_ablation.py; the names this script's tests use
+# stay importable from here.
+from monai_wsseg.bundle_runs import (  # noqa: E402
+    WORKFLOW_ARGS,
+    applicable,
+    bundle_logging,
+    one_line as _reason,
+    parse_overrides,
+    run_bundle,
+    split_argv,
+    unknown_overrides,
+    write_atomically as _write_atomically,
+)
+
 BUNDLE = PROJECT_ROOT / "bundles" / "mil_tumor_segmentation"
 CONFIGS = BUNDLE / "configs"
 
@@ -87,8 +103,6 @@ QUICK_OVERRIDES: dict[str, Any] = {"backbone": "resnet18", "bag_size": 16, "patc
 
 #: Override keys the sweep sets itself per configuration (or that select how the bundle is run).
 SWEEP_KEYS = frozenset({"alpha", "beta", "output_dir", "ckpt_path", "dataset_dir", "bundle_root"})
-WORKFLOW_ARGS = frozenset({"config_file", "meta_file", "logging_file", "init_id", "run_id", "final_id", "tracking",
-                           "workflow_type", "properties_path", "args_file", "workflow_name"})
 
 logger = logging.getLogger("alpha_beta_sweep")
 
@@ -258,16 +272,6 @@ def _fmt(v: float, digits: int = 3) -> str:
     return "" if math.isnan(v) else f"{v:.{digits}f}"
 
 
-def _write_atomically(path: Path, text: str) -> Path:
-    tmp = path.with_name(f".tmp{os.getpid()}-{secrets.token_hex(3)}-{path.name}")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
-
-
 def markdown_table(results: Sequence[ConfigResult]) -> str:
     """The per-configuration table as Markdown (also printed at the end of a sweep)."""
     header = ["α", "β", "AUC (with background)", "AUC (tissue only)", "precision", "recall", "F1", "threshold",
@@ -338,45 +342,6 @@ def read_evaluation(path: str | os.PathLike) -> dict[str, float]:
 # ---------------------------------------------------------------------------------------------------------
 # overrides, parsed as the bundle CLI parses them
 # ---------------------------------------------------------------------------------------------------------
-def parse_overrides(args: Sequence[str]) -> dict[str, Any]:
-    """``["--alpha", "0.4", "--net#x=[1,2]", "--amp"]`` → ``{"alpha": 0.4, "net#x": [1, 2], "amp": True}``.
-
-    Mirrors Python Fire, which ``python -m monai.bundle run`` uses, so an override means the same here and
-    on the bundle command line: Fire's value parser, ``-`` in keys read as ``_``, a flag followed by another
-    flag (or last) meaning ``True``. Negative numbers are values, not flags.
-    """
-    try:
-        from fire.parser import DefaultParseValue as parse_value
-    except ImportError:  # fire is a dependency of this project; keep a literal parser as a fallback
-        import ast
-
-        def parse_value(text: str) -> Any:
-            try:
-                return ast.literal_eval(text)
-            except (SyntaxError, ValueError):
-                return text
-
-    def is_flag(a: str) -> bool:
-        return a.startswith("--") or (len(a) > 1 and a[0] == "-" and a[1].isalpha())
-
-    out: dict[str, Any] = {}
-    i = 0
-    while i < len(args):
-        arg = args[i]
-        if not is_flag(arg):
-            raise ValueError(f"bundle overrides: expected --key value, got {arg!r}")
-        key, eq, value = arg.lstrip("-").partition("=")
-        key = key.replace("-", "_")
-        if eq:
-            i += 1
-        elif i + 1 == len(args) or is_flag(args[i + 1]):
-            value, i = "True", i + 1
-        else:
-            value, i = args[i + 1], i + 2
-        out[key] = parse_value(value)
-    return out
-
-
 def _check_overrides(extra: Mapping[str, Any]) -> None:
     owned = sorted(set(extra) & SWEEP_KEYS)
     if owned:
@@ -387,72 +352,9 @@ def _check_overrides(extra: Mapping[str, Any]) -> None:
         raise ValueError(f"bundle overrides {workflow} select how the bundle runs; the sweep sets them")
 
 
-def applicable(overrides: Mapping[str, Any], config_files: Sequence[str | os.PathLike]) -> dict[str, Any]:
-    """The overrides a merged config accepts: a nested id (``a#b``) needs its parent ``a`` in the config.
-
-    One list of overrides serves training and evaluation, whose configs differ; MONAI's parser raises a
-    KeyError on a nested id whose parent is missing, while a new top-level id is merely unused.
-    """
-    from monai.bundle import ConfigParser
-
-    parser = ConfigParser()
-    parser.read_config(f=[str(f) for f in config_files])
-    keep = {}
-    for k, v in overrides.items():
-        parent = k.replace("::", "#").rpartition("#")[0]
-        if not parent or parent in parser:
-            keep[k] = v
-    return keep
-
-
 # ---------------------------------------------------------------------------------------------------------
 # the bundle, in this process
 # ---------------------------------------------------------------------------------------------------------
-def _close_tensorboard(workflow: Any) -> None:
-    """Close the SummaryWriters the bundle made: a bundle run never closes them, and each keeps a thread
-    and an open event file, which a 15-configuration sweep in one process would accumulate."""
-    from monai.handlers import TensorBoardHandler
-
-    def visit(v: Any) -> None:
-        if isinstance(v, TensorBoardHandler):
-            v.close()
-        elif isinstance(v, (list, tuple)):
-            for x in v:
-                visit(x)
-
-    for value in list(workflow.parser.ref_resolver.resolved_content.values()):
-        visit(value)
-
-
-def run_bundle(config_files: Sequence[str | os.PathLike], run_id: str, overrides: Mapping[str, Any],
-               workflow_type: str = "train") -> list[Any]:
-    """``python -m monai.bundle run RUN_ID --config_file [...] --k v ...`` in this process.
-
-    ``monai.bundle.run`` is ``create_workflow(ConfigWorkflow, ...)`` + ``initialize`` / ``run`` / ``finalize``;
-    this does the same with ``logging_file=False``: otherwise every run would re-apply the bundle's
-    ``logging.conf`` with ``fileConfig``, which replaces the root logger's handlers (our log file) each time.
-    Overrides go to ``ConfigParser.update`` exactly as the CLI's do.
-    """
-    import torch
-    from monai.bundle import ConfigWorkflow
-
-    saved_path = list(sys.path)  # ConfigWorkflow.run inserts the bundle root into sys.path on every call
-    workflow = ConfigWorkflow(config_file=[str(f) for f in config_files], meta_file=str(CONFIGS / "metadata.json"),
-                              logging_file=False, run_id=run_id, workflow_type=workflow_type, **dict(overrides))
-    try:
-        workflow.initialize()
-        result = workflow.run()
-        workflow.finalize()
-        return result
-    finally:
-        _close_tensorboard(workflow)
-        sys.path[:] = saved_path
-        del workflow
-        gc.collect()  # the network, optimiser and data loaders of this run go before the next one starts
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-
-
 def train_files(profile: str) -> list[Path]:
     return [CONFIGS / "train.json"] + ([CONFIGS / "cpu.json"] if profile == "cpu" else [])
 
@@ -465,7 +367,7 @@ def eval_files(profile: str) -> list[Path]:
 def train_config(alpha: float, beta: float, run_dir: Path, overrides: Mapping[str, Any], profile: str) -> None:
     """Train one configuration into ``run_dir`` (resuming from its last checkpoint when there is one)."""
     pairs = {**applicable(overrides, train_files(profile)), "alpha": alpha, "beta": beta, "output_dir": str(run_dir)}
-    run_bundle(train_files(profile), "training", pairs, workflow_type="train")
+    run_bundle(train_files(profile), "training", pairs, meta_file=CONFIGS / "metadata.json", workflow_type="train")
 
 
 def evaluate_config(run_dir: Path, overrides: Mapping[str, Any], profile: str) -> None:
@@ -475,7 +377,7 @@ def evaluate_config(run_dir: Path, overrides: Mapping[str, Any], profile: str) -
         raise FileNotFoundError(f"{ckpt}: training wrote no best model (did validation run?)")
     pairs = {**applicable(overrides, eval_files(profile)), "output_dir": str(run_dir / "evaluation"),
              "ckpt_path": str(ckpt)}
-    run_bundle(eval_files(profile), "run", pairs, workflow_type="infer")
+    run_bundle(eval_files(profile), "run", pairs, meta_file=CONFIGS / "metadata.json", workflow_type="infer")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -490,11 +392,6 @@ def _read_timing(run_dir: Path) -> dict[str, float]:
 
 def _write_timing(run_dir: Path, timing: Mapping[str, Any]) -> None:
     _write_atomically(run_dir / "sweep_run.json", json.dumps(dict(timing), indent=2) + "\n")
-
-
-def _reason(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
 def run_config(alpha: float, beta: float, out: Path, overrides: Mapping[str, Any], profile: str) -> ConfigResult:
@@ -552,61 +449,9 @@ def run_sweep(configs: Sequence[tuple[float, float]], out: Path, overrides: Mapp
     return results
 
 
-@contextmanager
-def sweep_logging(out: Path) -> Iterator[None]:
-    """Root logger at INFO to stdout (the bundle's ``logging.conf`` format) and to ``out/sweep.log``.
-
-    The bundle's training and validation figures are logged through ignite / MONAI loggers that propagate
-    to the root logger, so this shows them as the bundle CLI does. Undone on exit (tests call ``main``).
-    """
-    import inspect
-
-    from monai.apps.utils import get_logger
-    from monai.handlers import StatsHandler
-
-    # The bundle's train_loss / val_auc lines go to StatsHandler's logger, made when the bundle builds the
-    # handler; make it now, as MONAI does (own stdout handler, no propagation), so the log file can join it.
-    get_logger(inspect.signature(StatsHandler).parameters["name"].default)
-
-    root = logging.getLogger()
-    saved_level = root.level
-    fmt = logging.Formatter("%(asctime)s - %(name)s - %(levelname)s - %(message)s")
-    to_file = logging.FileHandler(out / "sweep.log", encoding="utf-8")
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stdout), to_file]
-    for h in handlers:
-        h.setFormatter(fmt)
-        h.setLevel(logging.INFO)
-        root.addHandler(h)
-    root.setLevel(logging.INFO)
-    # MONAI's loggers (the StatsHandler's train_loss / val_auc lines among them) print to stdout themselves and
-    # do not propagate to the root logger: give them the log file too.
-    monai_loggers = [lg for name, lg in logging.root.manager.loggerDict.items()
-                     if name.startswith("monai") and isinstance(lg, logging.Logger) and not lg.propagate]
-    for lg in monai_loggers:
-        lg.addHandler(to_file)
-    # logging_file=False makes every ConfigWorkflow warn that it skips logging: say it once, not 30 times.
-    quiet = _DropMessage("Logging file is set to False")
-    workflows_logger = logging.getLogger("monai.bundle.workflows")
-    workflows_logger.addFilter(quiet)
-    try:
-        yield
-    finally:
-        workflows_logger.removeFilter(quiet)
-        for lg in monai_loggers:
-            lg.removeHandler(to_file)
-        for h in handlers:
-            root.removeHandler(h)
-            h.close()
-        root.setLevel(saved_level)
-
-
-class _DropMessage(logging.Filter):
-    def __init__(self, text: str) -> None:
-        super().__init__()
-        self.text = text
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return self.text not in record.getMessage()
+def sweep_logging(out: Path) -> AbstractContextManager[None]:
+    """Root logger at INFO to stdout and to ``out/sweep.log`` (see :func:`bundle_logging`)."""
+    return bundle_logging(out / "sweep.log")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -624,11 +469,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(argv: Sequence[str] | None = None) -> list[ConfigResult]:
     """The command line, returning the results (``main`` turns them into an exit code)."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    extra_args: list[str] = []
-    if "--" in argv:  # everything after "--" is a bundle override, parsed as the bundle CLI would
-        cut = argv.index("--")
-        argv, extra_args = argv[:cut], argv[cut + 1:]
+    # everything after "--" is a bundle override, parsed as the bundle CLI would
+    argv, extra_args = split_argv(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -688,12 +530,11 @@ def run(argv: Sequence[str] | None = None) -> list[ConfigResult]:
 
 def _check_applies(overrides: Mapping[str, Any], profile: str) -> None:
     """Refuse an override that neither training nor evaluation accepts (a typo would otherwise surface as a
-    KeyError in every configuration, or be silently dropped by :func:`applicable`)."""
-    used = set(applicable(overrides, train_files(profile))) | set(applicable(overrides, eval_files(profile)))
-    unknown = sorted(set(overrides) - used)
+    KeyError in every configuration, or add an id that nothing reads)."""
+    unknown = unknown_overrides(overrides, [train_files(profile), eval_files(profile)])
     if unknown:
-        raise SystemExit(f"bundle overrides {unknown}: their parent id is in neither the training nor the "
-                         "evaluation config")
+        raise SystemExit(f"bundle overrides {unknown}: neither the training nor the evaluation config defines "
+                         "them (or their parent id)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
