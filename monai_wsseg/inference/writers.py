@@ -31,6 +31,7 @@ import json
 import math
 import os
 import secrets
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -437,6 +438,38 @@ def _open(slide: Slide | str | os.PathLike | None, smap: SlideMap) -> Slide:
     return open_slide(slide)
 
 
+def _thumbnail(src: Slide, mpp: float, block: int = 512) -> np.ndarray:
+    """The slide at ``mpp`` microns per pixel, ``(h, w, 3)`` uint8.
+
+    When the whole read fails (a corrupted tile), the picture is read again in ``block``-pixel squares and
+    the squares that still cannot be read are painted mid grey, with a warning: the map is worth drawing
+    over the rest of the slide, and the grey shows where the slide itself is damaged.
+    """
+    from monai_wsseg.wsi.slide import SlideReadError
+
+    try:
+        return np.asarray(src.thumbnail(mpp))[..., :3]
+    except SlideReadError as exc:
+        if not hasattr(src, "read_region"):
+            raise
+        first = exc
+    w, h = src.size_at(mpp)
+    scale = mpp / float(src.mpp)  # level-0 pixels per thumbnail pixel
+    out = np.full((h, w, 3), 128, dtype=np.uint8)
+    lost = 0
+    for y in range(0, h, block):
+        for x in range(0, w, block):
+            bw, bh = min(block, w - x), min(block, h - y)
+            try:
+                region = src.read_region((round(x * scale), round(y * scale)), (bw, bh), mpp)
+                out[y : y + bh, x : x + bw] = np.asarray(region)[..., :3]
+            except SlideReadError:
+                lost += 1
+    warnings.warn(f"{first}; {lost} thumbnail block(s) of {block} px could not be read and are grey in the overlay",
+                  stacklevel=3)
+    return out
+
+
 def _check_fits(where: Any, probs: np.ndarray, d: int, dimensions: tuple[int, int]) -> None:
     w0, h0 = (int(v) for v in dimensions)
     expected = (math.ceil(h0 / d), math.ceil(w0 / d))
@@ -503,7 +536,7 @@ def write_overlay_png(
     _check_fits(path, probs, d, src.dimensions)
     w0, h0 = (int(v) for v in src.dimensions)
     thumb_mpp = float(src.mpp) * max(1.0, max(w0, h0) / max_size)
-    thumb = np.asarray(src.thumbnail(thumb_mpp))[..., :3]
+    thumb = _thumbnail(src, thumb_mpp)
     th, tw = thumb.shape[:2]
     box = (0.0, 0.0, w0 / d, h0 / d)  # the slide's extent in cells; the last row/column may be partial
 

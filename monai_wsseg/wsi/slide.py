@@ -283,6 +283,9 @@ class Slide:
         except SlideReadError:
             raise
         except Exception as exc:
+            # OpenSlide puts a handle into a permanent error state after one bad tile, so every later
+            # read of the slide would fail too: drop the handle, the next read reopens the file.
+            self.close()
             raise SlideReadError(
                 f"{self.path}: cannot read region x={x}, y={y}, {w}x{h} px at level {level} ({_first_line(exc)})"
             ) from None
@@ -363,7 +366,11 @@ def _check_mpp(mpp: float, path: Path) -> float:
 
 
 def _check_file(path: Path) -> None:
-    if not path.exists():
+    try:
+        exists = path.exists()
+    except PermissionError:  # a folder on the way that this user may not enter
+        raise SlideReadError(f"{path}: not readable (permission denied on a folder of its path)") from None
+    if not exists:
         raise FileNotFoundError(f"{path}: no such slide file")
     if path.is_dir() and path.suffix.lower() != ".mrxs":
         raise SlideReadError(f"{path}: is a folder, not a slide file")
