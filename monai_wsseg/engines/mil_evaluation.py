@@ -37,6 +37,7 @@ import numpy as np
 from monai_wsseg.data.manifest import SlideRecord, find_manifest_or_slides, mask_downsample
 from monai_wsseg.inference.cohort import check_writable
 from monai_wsseg.inference.engine import WSIInferer
+from monai_wsseg.inference.report import REPORT_SUFFIX, read_slide_report, unread_cells
 from monai_wsseg.metrics.tumor_maps import (
     TUMOR_FRACTION,
     TumorMapAccumulator,
@@ -156,6 +157,9 @@ class TumorMapEvaluation:
         computed = self._planned_cells(slide, tissue, d, (h, w))
         if computed is not None:
             scores[~computed] = np.nan
+        report = path.with_suffix(REPORT_SUFFIX)
+        if report.is_file():  # tiles that could not be read are stored as 0 too; the slide report names them
+            scores[unread_cells(read_slide_report(report), d, (h, w))] = np.nan
         return scores, d
 
     def _planned_cells(self, slide: Slide, tissue: TissueMask, d: int, shape: tuple[int, int]) -> np.ndarray | None:

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import torch
 
+from monai_wsseg.outputs import check_output_dir
+
 __all__ = ["record_run"]
 
 
@@ -17,12 +19,12 @@ def record_run(output_dir: str | Path, profile: str, **settings) -> Path:
     """Write ``output_dir/run.json``: the profile, seed and settings a run used, with library versions.
 
     Called once at the start of training so a run folder always says how it was made (the bundle
-    docs ask users to quote the profile with their figures).
+    docs ask users to quote the profile with their figures), after checking that the folder is
+    writable and has room (:func:`~monai_wsseg.outputs.check_output_dir`).
     """
     import monai  # here, not at module level: record_run is cheap to import
 
-    out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = check_output_dir(output_dir)  # a full or read-only disk stops the run now, not at the first checkpoint
     info = {"profile": profile, "settings": settings, "started": time.strftime("%Y-%m-%d %H:%M:%S"),
             "versions": {"python": platform.python_version(), "torch": torch.__version__, "monai": monai.__version__},
             "device": "cuda" if torch.cuda.is_available() else f"cpu ({os.cpu_count()} cores)"}

@@ -1,7 +1,9 @@
 """Cohort inference: many slides in, one set of map outputs per slide out; resumable and shardable.
 
 Per slide, in the output folder: ``<stem>.tif`` (the map as a pyramidal TIFF), ``<stem>.png`` (the map
-over the slide thumbnail) and ``<stem>.geojson`` (the regions of each class). Every file is written to
+over the slide thumbnail), ``<stem>.geojson`` (the regions of each class) and ``<stem>.json`` (the slide
+report: regions whose tiles could not be read, no tissue; see :mod:`monai_wsseg.inference.report`),
+written last. Every file is written to
 a temporary name and renamed when complete, so after a kill no partial file exists under a final name,
 and a rerun skips the slides whose outputs all exist. A slide that cannot be read or inferred is
 logged, listed at the end, and does not stop the others; the run then raises :class:`CohortError`
@@ -13,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
@@ -22,7 +23,9 @@ from pathlib import Path
 
 from monai_wsseg.data.manifest import SLIDE_EXTENSIONS, SlideRecord, find_manifest_or_slides
 from monai_wsseg.inference.engine import WSIInferer
+from monai_wsseg.inference.report import slide_report, write_slide_report
 from monai_wsseg.inference.writers import write_geojson, write_map_tiff, write_overlay_png
+from monai_wsseg.outputs import check_output_dir
 from monai_wsseg.wsi.slide import open_slide
 from monai_wsseg.wsi.tissue import compute_tissue_mask, tissue_on_grid
 
@@ -31,7 +34,7 @@ __all__ = ["CohortError", "CohortResult", "MapOutputs", "check_stems", "cohort_s
 
 logger = logging.getLogger(__name__)
 
-OUTPUT_SUFFIXES = {"tiff": ".tif", "png": ".png", "geojson": ".geojson"}
+OUTPUT_SUFFIXES = {"tiff": ".tif", "png": ".png", "geojson": ".geojson", "report": ".json"}
 
 
 class CohortError(RuntimeError):
@@ -57,7 +60,8 @@ class MapOutputs:
         label_map: write the TIFF as class indices (argmax) rather than the probability of ``channel``.
         channel: the channel written as probability (single-class maps use 0).
         threshold: cut for GeoJSON regions and label maps of one channel.
-        formats: any of ``"tiff"``, ``"png"``, ``"geojson"``.
+        formats: any of ``"tiff"``, ``"png"``, ``"geojson"``, ``"report"`` (the slide report, which tells
+            no-data cells from probability 0 in the TIFF).
     """
 
     class_names: Sequence[str] = ("tumor",)
@@ -65,7 +69,7 @@ class MapOutputs:
     label_map: bool = False
     channel: int = 0
     threshold: float = 0.5
-    formats: Sequence[str] = ("tiff", "png", "geojson")
+    formats: Sequence[str] = ("tiff", "png", "geojson", "report")
 
     def paths(self, output_dir: Path, slide: Path) -> dict[str, Path]:
         unknown = set(self.formats) - set(OUTPUT_SUFFIXES)
@@ -111,15 +115,9 @@ def cohort_slides(source: str | os.PathLike, split: str | None = None) -> list[P
 
 
 def check_writable(output_dir: str | os.PathLike) -> Path:
-    """Create ``output_dir`` and prove it takes a file, before any hour of work (clear error otherwise)."""
-    out = Path(output_dir)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=out, prefix=".write-check-"):
-            pass
-    except OSError as exc:
-        raise ValueError(f"{out}: output folder is not writable ({exc.strerror or exc})") from None
-    return out
+    """Create ``output_dir`` and prove it takes a file and has room, before any hour of work
+    (:class:`~monai_wsseg.outputs.OutputDirError` otherwise; see :func:`~monai_wsseg.outputs.check_output_dir`)."""
+    return check_output_dir(output_dir)
 
 
 def failure_reason(exc: BaseException) -> str:
@@ -145,6 +143,8 @@ def write_slide_outputs(inferer: WSIInferer, path: Path, targets: dict[str, Path
         if "geojson" in targets:
             write_geojson(targets["geojson"], smap, class_names=names, colors=colors,
                           threshold=outputs.threshold, slide_dimensions=slide.dimensions)
+    if "report" in targets:
+        write_slide_report(targets["report"], slide_report(smap, slide.dimensions))
     if smap.unread:
         logger.warning("%s: %d unreadable windows are no-data in the maps", path, len(smap.unread))
 

@@ -23,7 +23,7 @@ import torch
 from monai.inferers import AvgMerger
 from torch.utils.data import DataLoader, Dataset
 
-from monai_wsseg.inference.tiles import TilePlan, plan_tiles
+from monai_wsseg.inference.tiles import TilePlan, check_tile_settings, plan_tiles
 from monai_wsseg.wsi.slide import Slide, SlideReadError, open_slide
 from monai_wsseg.wsi.tissue import TissueMask, compute_tissue_mask
 
@@ -42,7 +42,9 @@ class SlideMap:
             computed (no tissue, or an unreadable region).
         downsample: level-0 slide pixels per map cell (an integer; the map covers the whole slide).
         mpp: microns per map cell.
-        unread: level-0 ``(x, y, width, height)`` boxes of windows that could not be read.
+        unread: level-0 ``(x, y, width, height)`` boxes of windows that could not be read (halo included).
+        unread_tiles: level-0 ``(x, y, width, height)`` of the kept part of each of those windows: its map
+            cells are no-data (NaN) unless an overlapping tile covered them.
     """
 
     slide: str
@@ -50,6 +52,7 @@ class SlideMap:
     downsample: int
     mpp: float
     unread: list[tuple[int, int, int, int]] = field(default_factory=list)
+    unread_tiles: list[tuple[int, int, int, int]] = field(default_factory=list)
 
     @property
     def computed(self) -> np.ndarray:
@@ -126,7 +129,10 @@ class WSIInferer:
         if halo > tile:
             raise ValueError(f"tile ({tile} px) is smaller than the receptive-field halo ({halo} px): raise the tile")
         if num_classes < 1 or batch_size < 1 or num_workers < 0:
-            raise ValueError("num_classes and batch_size must be ≥ 1 and num_workers ≥ 0")
+            raise ValueError(f"WSIInferer: num_classes ({num_classes}) and batch_size ({batch_size}) must be ≥ 1 "
+                             f"and num_workers ({num_workers}) ≥ 0")
+        # Checked here, not at the first slide: a cohort would otherwise fail every slide with it, one by one.
+        check_tile_settings("WSIInferer", mpp=mpp, stride=stride, tile=tile, halo=halo, overlap=overlap)
         self.network = network
         self.mpp, self.stride, self.tile, self.halo, self.overlap = mpp, stride, tile, halo, overlap
         self.num_classes, self.activation = num_classes, activation
@@ -159,11 +165,17 @@ class WSIInferer:
         return logits
 
     @torch.no_grad()
-    def __call__(self, slide: Slide | str | os.PathLike, tissue: TissueMask | None = None) -> SlideMap:
-        """Maps of one slide (see :class:`SlideMap`); a slide without tissue gives all-NaN maps and a warning."""
+    def __call__(
+        self, slide: Slide | str | os.PathLike, tissue: TissueMask | None = None, plan: TilePlan | None = None
+    ) -> SlideMap:
+        """Maps of one slide (see :class:`SlideMap`); a slide without tissue gives all-NaN maps and a warning.
+
+        ``plan`` runs those tiles instead of planning the slide (e.g. the tiles of one region, see
+        :func:`monai_wsseg.inference.region.infer_region`); its cells index the returned map.
+        """
         if not isinstance(slide, Slide):
             slide = open_slide(slide)
-        plan = self.plan(slide, tissue)
+        plan = self.plan(slide, tissue) if plan is None else plan
         map_w, map_h = plan.map_size
         shape = (1, self.num_classes, map_h, map_w)
         if len(plan) == 0:
@@ -182,6 +194,8 @@ class WSIInferer:
         hc, tc = plan.halo_cells, plan.tile_cells
         expected = plan.window // plan.stride
         unread: list[tuple[int, int, int, int]] = []
+        unread_tiles: list[tuple[int, int, int, int]] = []
+        kept0 = tc * plan.downsample  # level-0 side of a tile's kept part
         for batch, index, ok in _progress(loader, self.progress, slide.path.name):
             with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
                 logits = self.network(self.preprocess(batch))
@@ -199,12 +213,14 @@ class WSIInferer:
                     ox, oy = (int(v) for v in plan.origins[i])
                     side0 = plan.window * plan.downsample // plan.stride
                     unread.append((ox, oy, side0, side0))
+                    unread_tiles.append((cx * plan.downsample, cy * plan.downsample, kept0, kept0))
                     continue
                 merger.aggregate(probs[k : k + 1], (cy, cx))  # spatial location only
         values = np.asarray(merger.finalize())[0]
         if unread:
             logger.warning("%s: %d windows could not be read; their cells are no-data", slide.path, len(unread))
-        return SlideMap(str(slide.path), values.astype(np.float32, copy=False), plan.downsample, plan.map_mpp, unread)
+        return SlideMap(str(slide.path), values.astype(np.float32, copy=False), plan.downsample, plan.map_mpp, unread,
+                        unread_tiles)
 
     def _merger(self, shape: tuple[int, ...], plan: TilePlan):
         """In-memory ``AvgMerger`` sized to hold the last tiles, or ``ZarrAvgMerger`` above the budget."""

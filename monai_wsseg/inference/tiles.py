@@ -24,7 +24,7 @@ import numpy as np
 from monai_wsseg.wsi.slide import MPP_RTOL, Slide
 from monai_wsseg.wsi.tissue import TissueMask
 
-__all__ = ["TilePlan", "plan_tiles"]
+__all__ = ["TilePlan", "check_tile_settings", "plan_tiles"]
 
 
 @dataclass(frozen=True)
@@ -71,6 +71,19 @@ class TilePlan:
         return len(self.cells)
 
 
+def check_tile_settings(where: str, *, mpp: float, stride: int, tile: int, halo: int, overlap: float) -> None:
+    """Raise ``ValueError`` starting with ``where`` when the tiling settings cannot work (see :func:`plan_tiles`)."""
+    if stride < 1 or tile < stride or tile % stride or halo < 0 or halo % stride:
+        raise ValueError(
+            f"{where}: tile ({tile}) and halo ({halo}) must be multiples of the network stride ({stride}), tile ≥ stride"
+        )
+    if not 0.0 <= overlap < 1.0:
+        raise ValueError(f"{where}: overlap must be in [0, 1) (a fraction of a tile shared with its neighbour), "
+                         f"got {overlap}")
+    if not mpp > 0:
+        raise ValueError(f"{where}: mpp must be positive, got {mpp}")
+
+
 def plan_tiles(
     slide: Slide,
     *,
@@ -95,15 +108,7 @@ def plan_tiles(
     Raises:
         ValueError: inconsistent sizes or overlap, naming the slide.
     """
-    name = str(slide.path)
-    if stride < 1 or tile < stride or tile % stride or halo < 0 or halo % stride:
-        raise ValueError(
-            f"{name}: tile ({tile}) and halo ({halo}) must be multiples of the network stride ({stride}), tile ≥ stride"
-        )
-    if not 0.0 <= overlap < 1.0:
-        raise ValueError(f"{name}: overlap must be in [0, 1), got {overlap}")
-    if not mpp > 0:
-        raise ValueError(f"{name}: mpp must be positive, got {mpp}")
+    check_tile_settings(str(slide.path), mpp=mpp, stride=stride, tile=tile, halo=halo, overlap=overlap)
     stored = [m for m in slide.level_mpps if abs(m - mpp) <= MPP_RTOL * mpp]
     if stored:  # read that level as it is, and size the map from it
         mpp = min(stored, key=lambda m: abs(m - mpp))
