@@ -5,6 +5,8 @@ positions come from :func:`monai_wsseg.wsi.grid.tissue_grid` (non-overlapping pa
 ``min_tissue`` tissue), are drawn without replacement (with replacement only for slides with fewer
 positions than ``bag_size``), and change every epoch: the generator is seeded from ``(seed, epoch,
 slide index)``, so a run is reproducible and a resumed run draws the same bags as an uninterrupted one.
+A randomizable ``transform`` (augmentation) is re-seeded from the same triple for every item, so the
+augmentation of a bag depends neither on the order of the items nor on the DataLoader's workers.
 Call :meth:`SlideBagDataset.set_epoch` at the start of each epoch (the training engine does).
 """
 
@@ -114,6 +116,9 @@ class SlideBagDataset(Dataset):
             logger.warning("%s: skipped this epoch: %s", path, exc)
             return {"slide": str(path), "error": str(exc).splitlines()[0]}
         bag = torch.from_numpy(patches).permute(0, 3, 1, 2).contiguous()
+        if hasattr(self.transform, "set_random_state"):  # MONAI Randomizable / Compose
+            item_seed = np.random.default_rng([self.seed, self.epoch, i, 1]).integers(2**31)
+            self.transform.set_random_state(seed=int(item_seed))
         bag = self.transform(bag) if self.transform is not None else bag.float() / 255.0
         return {"image": bag, "label": torch.tensor(float(label)), "slide": str(path),
                 "positions": torch.from_numpy(chosen)}

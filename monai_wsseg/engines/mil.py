@@ -61,13 +61,20 @@ class MILTrainer(SupervisedTrainer):
 
     Args:
         instance: ``"patch"`` (paper: one instance per patch) or ``"cell"``.
+        seed: when given, the global generators (torch, numpy, ``random``) are re-seeded from
+            ``(seed, epoch)`` at the start of every epoch, so the shuffle order and the DataLoader
+            workers' seeds of epoch ``e`` do not depend on what ran before it: a run resumed from the
+            checkpoint of epoch ``e - 1`` continues exactly as the uninterrupted run.
         All other arguments are those of ``SupervisedTrainer``; ``loss_function`` takes ``(B, N)`` (or
         ``(B, N, h, w)``) logits and ``(B,)`` labels, e.g. ``TopKBottomKMILLoss``.
     """
 
-    def __init__(self, *args, instance: str = "patch", **kwargs) -> None:
+    def __init__(self, *args, instance: str = "patch", seed: int | None = None, **kwargs) -> None:
         if instance not in ("patch", "cell"):
             raise ValueError(f"instance must be 'patch' or 'cell', got {instance!r}")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+            raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
+        self.seed = seed
         kwargs.setdefault("decollate", False)
         super().__init__(*args, **kwargs)
         self.instance = instance
@@ -77,6 +84,12 @@ class MILTrainer(SupervisedTrainer):
         self.add_event_handler(Events.EPOCH_COMPLETED, self._report_skipped)
 
     def _start_epoch(self, engine: Engine) -> None:
+        if self.seed is not None:
+            # Before the epoch's DataLoader iterator exists (Ignite creates it after EPOCH_STARTED), so
+            # the shuffle and the workers' base seed come from (seed, epoch) alone.
+            from monai.utils import set_determinism
+
+            set_determinism(seed=self.seed * 100_003 + engine.state.epoch)
         dataset = getattr(self.data_loader, "dataset", None)
         if hasattr(dataset, "set_epoch"):
             dataset.set_epoch(engine.state.epoch)

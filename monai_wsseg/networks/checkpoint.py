@@ -1,14 +1,64 @@
-"""Load trained weights into a network from the checkpoint files the bundles write."""
+"""Load trained weights into a network from the checkpoint files the bundles write.
+
+Every checkpoint is read with ``torch.load(..., weights_only=True)``: a file is data (tensors, numbers,
+strings, containers), never code. A file whose pickle names anything else (a class, a function such as
+``os.system``) is refused with :class:`CheckpointError` before any of it runs.
+"""
 
 from __future__ import annotations
 
 import os
+import pickle
+import re
 from pathlib import Path
 
 import torch
 from torch import nn
 
-__all__ = ["load_weights", "read_state_dict", "state_dict_of"]
+__all__ = ["CheckpointError", "load_checkpoint", "load_weights", "read_state_dict", "state_dict_of"]
+
+
+class CheckpointError(ValueError):
+    """A checkpoint cannot be used: unreadable, truncated, or holding pickled code; the message names the file."""
+
+
+def load_checkpoint(path: str | os.PathLike, *, what: str = "a checkpoint",
+                    map_location: str | torch.device = "cpu") -> object:
+    """``torch.load(path, weights_only=True)`` with one clear error per way a file can be unusable.
+
+    Args:
+        path: the file.
+        what: the file's kind, for the messages ("<path>: cannot be read as <what>: ...").
+        map_location: where tensors are loaded.
+
+    Raises:
+        FileNotFoundError: no such file.
+        CheckpointError: the file is empty, truncated or not a torch file, or its pickle refers to code
+            (the message says so and names the first such object).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: {what} not found")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        text = str(exc)
+        found = re.search(r"GLOBAL\s+([\w.]+)", text)  # torch names the first object it refused to import
+        if found:
+            raise CheckpointError(
+                f"{path}: refused: the file holds pickled Python objects ({found.group(1)}) beyond plain weights; "
+                "a weights-only load does not run them because they can execute code. Use checkpoints from trusted "
+                "sources only, or re-save the weights as a plain state_dict"
+            ) from None
+        # Anything else the weights-only unpickler trips on is a damaged or foreign file, not code.
+        detail = re.search(r"Unsupported operand \d+", text)
+        raise CheckpointError(f"{path}: cannot be read as {what}: not a torch checkpoint "
+                              f"({detail.group(0) if detail else 'corrupt pickle'})") from None
+    except Exception as exc:  # noqa: BLE001 - zip, EOF and torch errors all mean "not a usable checkpoint"
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        # torch's zip errors go on for sentences of advice; the first says what is wrong
+        raise CheckpointError(f"{path}: cannot be read as {what} (truncated or damaged?): "
+                              f"{first.split('. ')[0]}") from None
 
 _KEYS = ("model", "network", "state_dict", "net")
 
@@ -48,10 +98,7 @@ def read_state_dict(path: str | os.PathLike, *, key: str | None = None, missing:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: {missing} not found")
-    try:
-        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - pickle, zip and torch errors all mean "not a checkpoint"
-        raise ValueError(f"{path}: cannot be read as {unreadable}: {str(exc).splitlines()[0]}") from exc
+    checkpoint = load_checkpoint(path, what=unreadable, map_location=map_location)
     return state_dict_of(checkpoint, path, key)
 
 

@@ -20,6 +20,8 @@ import torch
 from torch import nn
 from torchvision import models
 
+from monai_wsseg.networks.checkpoint import read_state_dict
+
 __all__ = ["ResNetFCN"]
 
 _FEATURES = {"resnet18": 512, "resnet34": 512, "resnet50": 2048, "resnet101": 2048, "resnet152": 2048}
@@ -59,7 +61,7 @@ class ResNetFCN(nn.Module):
         else:
             net = getattr(models, backbone)(weights=None, replace_stride_with_dilation=dilate)
         if pretrained_path is not None:
-            state = torch.load(pretrained_path, map_location="cpu", weights_only=True)
+            state = read_state_dict(pretrained_path, missing="pretrained weights", unreadable=f"{backbone} weights")
             missing, unexpected = net.load_state_dict(state, strict=False)
             bad = [k for k in missing if not k.startswith("fc.")] + [k for k in unexpected if not k.startswith("fc.")]
             if bad:
