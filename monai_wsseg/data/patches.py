@@ -48,6 +48,8 @@ __all__ = [
     "CLASS_COLOURS",
     "LUAD_CLASSES",
     "PALETTES",
+    "flat_palette",
+    "index_palette",
     "PatchClassificationDataset",
     "PatchSegmentationDataset",
     "PseudoMaskDataset",
@@ -105,8 +107,8 @@ def class_palette(class_names: Sequence[str], background: tuple[int, int, int] |
 
 #: Ready palettes, one RGB triple per index. LUAD-HistoSeg: its own colours, index 4 = white background.
 #: BCSS-WSSS: TUM red, STR green, LYM blue, NEC purple, index 4 = "other / not scored" (white, unused by
-#: pseudo masks); the same colours as :data:`monai_wsseg.engines.pseudo_masks.BCSS_PALETTE`, so masks
-#: written by the pseudo-mask job, by inference and by ``scripts/prepare_bcss_wsss.py`` look alike.
+#: pseudo masks), so masks written by the pseudo-mask job, by inference and by
+#: ``scripts/prepare_bcss_wsss.py`` look alike.
 PALETTES: dict[str, list[tuple[int, int, int]]] = {
     "luad": class_palette(LUAD_CLASSES, WHITE),
     "bcss": [(255, 0, 0), (0, 255, 0), (0, 0, 255), (153, 0, 255), WHITE],
@@ -172,7 +174,11 @@ def read_index_mask(path: str | os.PathLike) -> np.ndarray:
         raise ValueError(f"{path}: cannot read mask: {exc}") from exc
 
 
-def _flat_palette(palette: Sequence) -> list[int]:
+def flat_palette(palette: Sequence, needed: int = 0) -> list[int]:
+    """A PIL palette (flat ``[r, g, b, ...]`` ints) from RGB triples or a flat list.
+
+    ``needed``: the number of indices the masks use; fewer colours is an error.
+    """
     flat: list[int] = []
     for entry in palette:
         if isinstance(entry, (int, np.integer)):
@@ -183,7 +189,18 @@ def _flat_palette(palette: Sequence) -> list[int]:
             flat.extend(int(v) for v in entry)
     if len(flat) % 3 or not flat or len(flat) > 768 or any(not 0 <= v <= 255 for v in flat):
         raise ValueError(f"palette must be 1-256 (r, g, b) triples with values 0..255, got {len(flat)} values")
+    if len(flat) // 3 < needed:
+        raise ValueError(f"palette has {len(flat) // 3} colours but masks use indices 0..{needed - 1}")
     return flat
+
+
+def index_palette(n_classes: int, background_index: int | None = None) -> list[tuple[int, int, int]]:
+    """Distinct stock colours for classes ``0..n_classes-1`` (no names known), white at ``background_index``."""
+    size = max(n_classes, (background_index + 1) if background_index is not None else 0)
+    colours = [_EXTRA_COLOURS[i % len(_EXTRA_COLOURS)] for i in range(size)]
+    if background_index is not None:
+        colours[background_index] = WHITE
+    return colours
 
 
 def write_palette_mask(path: str | os.PathLike, mask: np.ndarray | torch.Tensor, palette: Sequence) -> Path:
@@ -202,7 +219,7 @@ def write_palette_mask(path: str | os.PathLike, mask: np.ndarray | torch.Tensor,
         raise ValueError(f"{path}: mask must be a non-empty (H, W) array, got shape {arr.shape}")
     if not (np.issubdtype(arr.dtype, np.integer) or arr.dtype == bool):
         raise ValueError(f"{path}: mask must hold integer class indices, got dtype {arr.dtype}")
-    flat = _flat_palette(palette)
+    flat = flat_palette(palette)
     n_colours = len(flat) // 3
     lo, hi = int(arr.min()), int(arr.max())
     if lo < 0 or hi >= n_colours:

@@ -31,7 +31,7 @@ before that ReLU)::
                      "network_or_fn": "$@network.forward_with_features", "dataset": "@dataset",
                      "output_dir": "$@bundle_root + '/pseudo_masks'", "layers": ["b4_3", "b5_2", "final"],
                      "layer_dirs": {"final": "bn7"}, "batch_size": 16, "device": "@device",
-                     "background_index": 4, "palette": "$monai_wsseg.engines.pseudo_masks.LUAD_PALETTE"},
+                     "background_index": 4, "palette": "$monai_wsseg.data.patches.PALETTES['luad']"},
     "run": "$@pseudo_masks.run()"
 
 Any other ``nn.Module`` can be given as ``"@network"`` with submodule names as ``layers`` (forward hooks).
@@ -49,11 +49,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from monai_wsseg.data.atomic_png import save_png
+from monai_wsseg.data.patches import flat_palette, index_palette, write_palette_mask
 from monai_wsseg.networks.cam import (
     ForwardWithFeatures,
     HookedForward,
@@ -64,57 +63,15 @@ from monai_wsseg.networks.cam import (
 )
 
 __all__ = [
-    "BCSS_PALETTE",
-    "LUAD_PALETTE",
     "PseudoMaskJob",
-    "default_palette",
     "mask_path",
     "write_pseudo_masks",
 ]
 
 logger = logging.getLogger(__name__)
 
-#: Colours of the LUAD-HistoSeg masks: TE, NEC, LYM, TAS, background (index 4, white).
-LUAD_PALETTE: tuple[tuple[int, int, int], ...] = ((205, 51, 51), (0, 255, 0), (65, 105, 225), (255, 165, 0),
-                                                  (255, 255, 255))
-#: Colours of the BCSS-WSSS masks: TUM, STR, LYM, NEC (index 4, white, unused by pseudo masks).
-BCSS_PALETTE: tuple[tuple[int, int, int], ...] = ((255, 0, 0), (0, 255, 0), (0, 0, 255), (153, 0, 255),
-                                                  (255, 255, 255))
-
-_TAB10 = ((31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
-          (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207))
-
 
 # --------------------------------------------------------------------------------------- helpers
-def default_palette(n_classes: int, background_index: int | None = None) -> list[tuple[int, int, int]]:
-    """Distinct colours for classes ``0..n_classes-1`` (tab10, repeated), white at ``background_index``."""
-    size = max(n_classes, (background_index + 1) if background_index is not None else 0)
-    colours = [_TAB10[i % len(_TAB10)] for i in range(size)]
-    if background_index is not None:
-        colours[background_index] = (255, 255, 255)
-    return colours
-
-
-def _flat_palette(palette: Sequence[Any], needed: int) -> list[int]:
-    """A PIL palette (flat list of ints) from RGB triples or a flat list, checked to cover ``needed`` indices."""
-    items = list(palette)
-    if items and all(isinstance(v, (int, np.integer)) for v in items):
-        if len(items) % 3:
-            raise ValueError(f"a flat palette needs a multiple of 3 values, got {len(items)}")
-        flat = [int(v) for v in items]
-    else:
-        if not all(len(rgb) == 3 for rgb in items):
-            raise ValueError("palette must be RGB triples or a flat list of ints")
-        flat = [int(v) for rgb in items for v in rgb]
-    if any(not 0 <= v <= 255 for v in flat):
-        raise ValueError("palette values must be 0..255")
-    if len(flat) // 3 < needed:
-        raise ValueError(f"palette has {len(flat) // 3} colours but masks use indices 0..{needed - 1}")
-    if len(flat) > 768:
-        raise ValueError(f"palette has {len(flat) // 3} colours; a PNG palette holds at most 256")
-    return flat
-
-
 def _file_name(name: Any) -> str:
     if not isinstance(name, str) or not name or name in (".", ".."):
         raise ValueError(f"item name must be a non-empty file name, got {name!r}")
@@ -126,13 +83,6 @@ def _file_name(name: Any) -> str:
 def mask_path(output_dir: str | os.PathLike, layer: str, name: str) -> Path:
     """Where the mask of ``name`` at ``layer`` goes: ``output_dir/<layer>/<name>`` (``.png`` appended if missing)."""
     return Path(output_dir) / layer / _file_name(name)
-
-
-def _save_png(path: Path, mask: np.ndarray, palette: list[int]) -> None:
-    """Write a palette PNG under a hidden temporary name, then rename it (a crash never leaves a partial mask)."""
-    image = Image.fromarray(mask.astype(np.uint8), mode="P")
-    image.putpalette(palette)
-    save_png(path, image, compress_level=6)  # PIL's default level: masks compress well, size matters more than time
 
 
 def _known_names(dataset: Dataset) -> list[str] | None:
@@ -214,8 +164,9 @@ def write_pseudo_masks(
             through ``normalise="per_class"``; ``"global"`` keeps the raw maps' argmax).
         background_index: label of white background (LUAD-HistoSeg: ``C`` = 4); ``None``: no background class
             (BCSS-WSSS). When given, items need ``"background"`` or ``"raw"``.
-        palette: RGB triples (or a flat list) covering every index used; default :func:`default_palette`.
-            ``LUAD_PALETTE`` / ``BCSS_PALETTE`` are the datasets' own mask colours.
+        palette: RGB triples (or a flat list) covering every index used; default
+            :func:`~monai_wsseg.data.patches.index_palette`. ``PALETTES["luad"]`` / ``PALETTES["bcss"]`` of
+            :mod:`monai_wsseg.data.patches` are the datasets' own mask colours.
         layer_dirs: output folder per layer when it should differ from the layer's name, e.g.
             ``{"final": "bn7"}``: the reference's "bn7" Grad-CAM is taken on ReLU(bn7), which
             :class:`~monai_wsseg.networks.resnet38.ResNet38d` calls ``"final"``.
@@ -271,7 +222,7 @@ def write_pseudo_masks(
     was_training = module.training if module is not None else None
     if module is not None:
         module.to(device).eval()  # eval mode makes the images of a batch independent (exact batched CAMs)
-    flat_palette: list[int] | None = None
+    colours: list[int] | None = None
     seen: set[str] = set()
     made_dirs = False
     try:
@@ -291,12 +242,12 @@ def write_pseudo_masks(
                 raise ValueError(f"items need image (3, H, W) and label (C,); got batch shapes "
                                  f"{tuple(images.shape)}, {tuple(labels.shape)} for {files[keep[0]]!r}")
             n_cls = labels.shape[1]
-            if flat_palette is None:
+            if colours is None:
                 needed = max(n_cls, (int(background_index) + 1) if background_index is not None else 0)
                 if needed > 256:
                     raise ValueError(f"{needed} labels do not fit a uint8 palette PNG")
-                flat_palette = _flat_palette(palette if palette is not None
-                                             else default_palette(n_cls, background_index), needed)
+                colours = flat_palette(palette if palette is not None
+                                       else index_palette(n_cls, background_index), needed)
             background = _background(batch, keep, files, background_index, images.shape[-2:],
                                      grey_threshold, min_background_size)
             cams = multi_layer_gradcam(fn, images, labels, layers, normalise=normalise, relu=relu)
@@ -307,7 +258,7 @@ def write_pseudo_masks(
             for layer in layers:
                 masks = cams_to_mask(cams[layer], background, background_index, labels=labels).cpu().numpy()
                 for row, i in enumerate(keep):
-                    _save_png(mask_path(out, dirs[layer], files[i]), masks[row], flat_palette)
+                    write_palette_mask(mask_path(out, dirs[layer], files[i]), masks[row], colours)
                     counts["files"] += 1
             counts["written"] += len(keep)
     finally:

@@ -12,14 +12,8 @@ from monai.data import Dataset as MonaiDataset
 from PIL import Image
 from torch.utils.data import Dataset
 
-from monai_wsseg.engines.pseudo_masks import (
-    LUAD_PALETTE,
-    PseudoMaskJob,
-    default_palette,
-    mask_path,
-    write_pseudo_masks,
-)
-from monai_wsseg.data.patches import white_background
+from monai_wsseg.data.patches import PALETTES, index_palette, white_background
+from monai_wsseg.engines.pseudo_masks import PseudoMaskJob, mask_path, write_pseudo_masks
 from monai_wsseg.networks.cam import HookedForward, cams_to_mask, multi_layer_gradcam
 from tests.networks.test_cam import LAYERS, TinyCAMNet
 
@@ -68,10 +62,10 @@ def test_writes_one_palette_png_per_layer_and_patch(tmp_path: Path) -> None:
     items = _items()
     net = TinyCAMNet().eval()
     counts = write_pseudo_masks(net, CountingDataset(items), tmp_path, LAYERS, batch_size=2, background_index=4,
-                                palette=LUAD_PALETTE, progress=False)
+                                palette=PALETTES['luad'], progress=False)
     assert counts == {"images": 5, "written": 5, "skipped": 0, "files": 15}
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(LAYERS)
-    flat = [v for rgb in LUAD_PALETTE for v in rgb]
+    flat = [v for rgb in PALETTES['luad'] for v in rgb]
     images = torch.stack([it["image"] for it in items])
     labels = torch.stack([it["label"] for it in items])
     cams = multi_layer_gradcam(HookedForward(net, LAYERS), images, labels, LAYERS)
@@ -126,7 +120,7 @@ def test_background_from_precomputed_mask_and_no_background_class(tmp_path: Path
     for it in items:
         mask, palette = _read(mask_path(tmp_path / "luad", "bn7", it["name"]))
         assert np.all(mask[-5:] == 7) and not np.any(mask[:-5] == 7)
-        assert palette[:15] == [v for rgb in default_palette(4, 7)[:5] for v in rgb]
+        assert palette[:15] == [v for rgb in index_palette(4, 7)[:5] for v in rgb]
     # BCSS: white is tissue, no background class — the masks only hold present classes
     write_pseudo_masks(net, items, tmp_path / "bcss", ["bn7"], batch_size=4, background_index=None, progress=False)
     for it in items:
@@ -173,7 +167,7 @@ def test_errors(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="needs a 'background' mask or the uint8 'raw'"):
         write_pseudo_masks(net, no_raw, tmp_path / "c", ["bn7"], background_index=4, progress=False)
     with pytest.raises(ValueError, match="palette has 4 colours"):
-        write_pseudo_masks(net, items, tmp_path / "d", ["bn7"], background_index=4, palette=LUAD_PALETTE[:4],
+        write_pseudo_masks(net, items, tmp_path / "d", ["bn7"], background_index=4, palette=PALETTES['luad'][:4],
                            progress=False)
     twins = [dict(items[0]), dict(items[0])]
     with pytest.raises(ValueError, match="two items are named"):
@@ -218,7 +212,7 @@ def test_runs_from_a_bundle_config(tmp_path: Path) -> None:
                          "network_or_fn": "@network", "dataset": "@dataset",
                          "output_dir": "$@bundle_root + '/pseudo_masks'", "layers": ["b4_3", "b5_2", "bn7"],
                          "batch_size": 2, "device": "cpu", "background_index": 4, "progress": False,
-                         "palette": "$monai_wsseg.engines.pseudo_masks.LUAD_PALETTE"},
+                         "palette": "$monai_wsseg.data.patches.PALETTES['luad']"},
         "run": "$@pseudo_masks.run()",
     }, globals={"monai_wsseg": "monai_wsseg"})
     counts = parser.get_parsed_content("run")
