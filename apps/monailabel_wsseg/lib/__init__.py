@@ -1,0 +1,1 @@
+"""Components of the monai-wsseg MONAI Label app."""

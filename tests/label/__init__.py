@@ -1,0 +1,1 @@
+"""MONAI Label server tests (run from the main environment; the server runs in .venv-label)."""
