@@ -56,7 +56,7 @@ def cohort_run(tmp_path_factory) -> dict[str, Path]:
     from monai_wsseg.networks.fcn import ResNetFCN
 
     root = tmp_path_factory.mktemp("report")
-    make_cohort(root / "cohort", n_tumor=1, n_normal=1, size=(1024, 1024), seed=7, splits=["test", "test"])
+    make_cohort(root / "cohort", n_tumor=1, n_normal=1, size=(512, 512), seed=7, splits=["test", "test"])
     torch.manual_seed(0)
     net = ResNetFCN("resnet18", num_classes=1, output_stride=16).eval()
     inferer = WSIInferer(net, mpp=2.0, stride=16, tile=256, halo=32, num_workers=0, tissue_mpp=16.0, progress=False)
