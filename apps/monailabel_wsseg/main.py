@@ -2,7 +2,7 @@
 
 Start it from the MONAI Label environment (``scripts/setup_monailabel.sh`` builds ``.venv-label``)::
 
-    .venv-label/bin/monailabel start_server --app apps/monailabel_wsseg --studies demo/cohort/slides \\
+    .venv-label/bin/python -m monailabel.main start_server --app apps/monailabel_wsseg --studies demo/cohort/slides \\
         --conf mil_model bundles/mil_tumor_segmentation/runs/latest/models/model.pt --conf mil_configs inference.json,cpu.json
 
 Options (``--conf KEY VALUE``):

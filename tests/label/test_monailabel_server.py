@@ -1,4 +1,4 @@
-"""MONAI Label round trip: the app serves both bundles; a region's polygons match the bundle's own GeoJSON.
+"""MONAI Label round trip: the app serves both bundles; a region's polygons match the bundle's own outputs.
 
 The server runs from ``.venv-label`` (``scripts/setup_monailabel.sh``) on a folder with one demo slide
 (4096² px, made here with the demo generator) and random bundle weights saved here. The MIL weights get
@@ -31,6 +31,8 @@ MIL_CONFIGS = ["inference.json", "cpu.json"]
 WSSS_CONFIGS = ["inference.json", "cpu.json", "cpu_seg.json"]
 SLIDE = "synth-0000-tumor"
 REGION = (1024, 1024, 2048, 2048)  # level-0 x, y, w, h: a whole number of MIL map cells (64 px)
+# 112 WSSS map cells of 2 px: a multiple of the plan's step, so 2 x 2 windows of 224 px compute the region
+WSSS_REGION = (1120, 1120, 224, 224)
 
 pytestmark = pytest.mark.skipif(
     not LABEL_PYTHON.exists(), reason=f"MONAI Label environment {LABEL_PYTHON.parent.parent} absent: "
@@ -52,35 +54,51 @@ def bundle_parser(bundle: Path, configs: list[str], values: dict[str, object] | 
 
 def mil_weights(slide: Path, out: Path) -> Path:
     """Random MIL weights whose threshold splits REGION into tumor and non-tumor cells."""
-    from monai_wsseg.wsi.slide import open_slide
-
     parser = bundle_parser(MIL, MIL_CONFIGS)
     torch.manual_seed(0)
     net = parser.get_parsed_content("network_def").eval()
-    mpp, halo = parser.get_parsed_content("mpp"), parser.get_parsed_content("infer_halo")
-    mean = torch.tensor(parser.get_parsed_content("mean")).view(1, 3, 1, 1)
-    std = torch.tensor(parser.get_parsed_content("std")).view(1, 3, 1, 1)
     x, y, w, h = REGION
-    with open_slide(slide) as s:
-        scale = mpp / s.mpp
-        pad = round(halo * scale)
-        rgb = s.read_region((x - pad, y - pad), (round(w / scale) + 2 * halo, round(h / scale) + 2 * halo), mpp=mpp)
-    batch = (torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255 - mean) / std
+    halo = parser.get_parsed_content("infer_halo")
+    scale = parser.get_parsed_content("mpp") / 0.5  # level-0 px per input px (the demo slides are 0.5 um/px)
+    side = round(w / scale) + 2 * halo
     with torch.no_grad():
-        logits = net(batch)
+        logits = net(normalised_window(slide, parser, (x - round(halo * scale), y - round(halo * scale)), side))
     net.classifier.bias.data -= logits.median()
     path = out / "mil.pt"
     torch.save(net.state_dict(), path)
     return path
 
 
-def wsss_weights(out: Path) -> tuple[Path, Path]:
+def wsss_weights(slide: Path, out: Path) -> tuple[Path, Path]:
+    """Random WSSS weights that put several classes in WSSS_REGION: the segmenter's last layer is shifted
+    so that every class's logit is centred on that region and scaled so that they spread over ±4 (the
+    softmax then often passes the bundle's 0.5 threshold; raw random logits give every class about 0.25),
+    and the classifier's weights are made positive so that the gate opens every class."""
     parser = bundle_parser(WSSS, WSSS_CONFIGS)
     torch.manual_seed(0)
+    segmenter, classifier = parser.get_parsed_content("segmenter_def"), parser.get_parsed_content("classifier_def")
+    with torch.no_grad():
+        logits = segmenter.eval()(normalised_window(slide, parser, WSSS_REGION[:2], 224))
+        centre = logits.flatten(2).median(dim=2).values[0]
+        gain = 4 / float((logits - centre.view(1, -1, 1, 1)).std())
+        segmenter.classifier.weight *= gain
+        segmenter.classifier.bias.copy_(gain * (segmenter.classifier.bias - centre))
+        classifier.classifier.weight.abs_()  # it reads ReLU features and has no bias: every logit ≥ 0
     paths = out / "segmenter.pt", out / "classifier.pt"
-    for key, path in zip(("segmenter_def", "classifier_def"), paths):
-        torch.save(parser.get_parsed_content(key).state_dict(), path)
+    torch.save(segmenter.state_dict(), paths[0])
+    torch.save(classifier.state_dict(), paths[1])
     return paths
+
+
+def normalised_window(slide: Path, parser, location: tuple[int, int], size: int) -> torch.Tensor:
+    """``(1, 3, size, size)`` network input read at the bundle's mpp from level-0 ``location``."""
+    from monai_wsseg.wsi.slide import open_slide
+
+    mean = torch.tensor(parser.get_parsed_content("mean")).view(1, 3, 1, 1)
+    std = torch.tensor(parser.get_parsed_content("std")).view(1, 3, 1, 1)
+    with open_slide(slide) as s:
+        rgb = s.read_region(location, (size, size), mpp=parser.get_parsed_content("mpp"))
+    return (torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255 - mean) / std
 
 
 def free_port() -> int:
@@ -110,7 +128,8 @@ def post(url: str, fields: dict[str, str], timeout: float = 300) -> tuple[int, b
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    """(base url, its /info/, the reference maps folder) with the server running; stopped afterwards."""
+    """{url, info (its /info/), maps (the MIL reference), slide, segmenter, classifier} with the server
+    running; stopped afterwards."""
     import urllib.request
 
     from monai_wsseg.data.synthetic import make_cohort
@@ -121,7 +140,7 @@ def served(tmp_path_factory):
     studies = tmp / "cohort" / "slides"
     slide = studies / f"{SLIDE}.tif"
     mil = mil_weights(slide, tmp)
-    segmenter, classifier = wsss_weights(tmp)
+    segmenter, classifier = wsss_weights(slide, tmp)
     env = dict(os.environ, PYTHONWARNINGS="ignore", MONAI_LABEL_SESSIONS="false",
                MONAI_LABEL_DATASTORE_AUTO_RELOAD="false")
     port = free_port()
@@ -153,7 +172,8 @@ def served(tmp_path_factory):
                 if time.monotonic() > deadline:
                     pytest.fail(f"no /info/ after 180 s:\n{(tmp / 'server.log').read_text()[-4000:]}")
                 time.sleep(0.5)
-        yield url, info, maps
+        yield {"url": url, "info": info, "maps": maps, "slide": slide, "segmenter": segmenter,
+               "classifier": classifier}
     finally:
         server.terminate()
         try:
@@ -173,8 +193,7 @@ def shapes(polygons: list[list[list[list[int]]]]):
 
 
 def test_info_lists_both_bundles_with_their_classes(served):
-    _, info, _ = served
-    models = info["models"]
+    models = served["info"]["models"]
     assert models["mil_tumor_segmentation"]["labels"] == ["tumor"]
     assert models["wsss_tissue_segmentation"]["labels"] == ["TE", "NEC", "LYM", "TAS"]
 
@@ -187,19 +206,21 @@ def test_region_polygons_match_the_bundle_outputs(served):
     import tifffile
     from shapely.geometry import box, shape
 
-    url, _, maps = served
+    url, maps = served["url"], served["maps"]
     x, y, w, h = REGION
     wsi = {"location": [x, y], "size": [w, h], "tile_size": [1024, 1024], "min_poly_area": 80}
     start = time.perf_counter()
-    status, body = post(f"{url}/infer/wsi_v2/mil_tumor_segmentation?image={SLIDE}&output=json", {"wsi": json.dumps(wsi)})
+    # output=dsa: the annotation document the Digital Slide Archive plugin draws
+    status, body = post(f"{url}/infer/wsi_v2/mil_tumor_segmentation?image={SLIDE}&output=dsa", {"wsi": json.dumps(wsi)})
     latency = time.perf_counter() - start
     assert status == 200, body[:2000]
-    answer = json.loads(body)
-    print(f"\nMONAI Label round trip, one {w}x{h} region on CPU: {latency:.2f} s; server latencies {answer['latencies']}")
-    tiles = [a["annotation"] for a in answer["annotations"] if a]
-    assert tiles, answer
-    contours = [c for t in tiles for e in t["elements"] if e["label"] == "tumor" for c in e["contours"]]
-    assert contours and all(len(c) >= 4 for c in contours)
+    document = json.loads(body)
+    print(f"\nMONAI Label round trip, one {w}x{h} region on CPU: {latency:.2f} s; "
+          f"server latencies {json.loads(document['description'])['latencies']}")
+    elements = document["elements"]
+    assert elements and all(e["type"] == "polyline" and e["closed"] and e["group"] == "tumor" for e in elements)
+    contours = [[p[:2] for p in e["points"]] for e in elements]
+    assert all(len(c) >= 4 for c in contours)
     got = shapes([[c] for c in contours])
     region = box(x, y, x + w, y + h)
     assert got.difference(region).area == 0  # nothing outside the requested region
@@ -228,21 +249,40 @@ def test_region_polygons_match_the_bundle_outputs(served):
     assert iou > 0.9, f"IoU {iou:.4f} with the bundle's GeoJSON"
 
 
-def test_wsss_region_returns_tissue_classes(served):
-    url, _, _ = served
-    # 112 map cells of 2 px: a multiple of the plan's step, so 2 x 2 windows of 224 px compute the region
-    wsi = {"location": [1120, 1120], "size": [224, 224], "tile_size": [1024, 1024]}
-    status, body = post(f"{url}/infer/wsi_v2/wsss_tissue_segmentation?image={SLIDE}&output=json",
+def test_wsss_region_polygons_match_the_bundle_map(served):
+    """Tissue classes come back with the bundle's names and colours, covering the region's cells of each
+    class exactly as the bundle's inferer and outputs give them (region cells = whole-slide cells is
+    tests/inference/test_region.py; the whole-slide WSSS run is minutes on a CPU)."""
+    pytest.importorskip("shapely")
+    from monai_wsseg.inference.region import infer_region
+
+    names = ["TE", "NEC", "LYM", "TAS"]
+    x, y, w, h = WSSS_REGION
+    wsi = {"location": [x, y], "size": [w, h], "tile_size": [1024, 1024], "min_poly_area": 0}
+    status, body = post(f"{served['url']}/infer/wsi_v2/wsss_tissue_segmentation?image={SLIDE}&output=json",
                         {"wsi": json.dumps(wsi)})
     assert status == 200, body[:2000]
     tiles = [a["annotation"] for a in json.loads(body)["annotations"] if a]
-    assert tiles and all(set(t["labels"]) == {"TE", "NEC", "LYM", "TAS"} for t in tiles)
-    labels = {e["label"] for t in tiles for e in t["elements"]}
-    assert labels <= {"TE", "NEC", "LYM", "TAS"}
+    assert tiles and all(list(t["labels"]) == names for t in tiles)
+
+    parser = bundle_parser(WSSS, WSSS_CONFIGS, {"segmenter_path": str(served["segmenter"]), "num_workers": 0,
+                                                "classifier_path": str(served["classifier"]),
+                                                "inferer::progress": False})
+    outputs = parser.get_parsed_content("outputs")
+    region = infer_region(parser.get_parsed_content("inferer"), served["slide"], (x, y, w, h))
+    expected = region.polygons(list(outputs.class_names), threshold=outputs.threshold)
+    areas = {}
+    for name in names:
+        got = shapes([[c] for t in tiles for e in t["elements"] if e["label"] == name for c in e["contours"]])
+        ref = shapes([p.rings for p in expected if p.class_name == name])
+        assert got.symmetric_difference(ref).area == 0, name
+        areas[name] = got.area / (w * h)
+    print(f"\nWSSS region: class shares {({k: round(v, 3) for k, v in areas.items()})}, all equal to the bundle's")
+    assert sum(v > 0 for v in areas.values()) >= 2, "the calibration should give several classes in the region"
 
 
 def test_unknown_slide_gets_a_clear_message(served):
-    url = served[0]
+    url = served["url"]
     status, body = post(f"{url}/infer/wsi_v2/mil_tumor_segmentation?image=no-such-slide&output=json",
                         {"wsi": json.dumps({"location": [0, 0], "size": [2048, 2048]})})
     assert status == 404
@@ -251,7 +291,7 @@ def test_unknown_slide_gets_a_clear_message(served):
 
 
 def test_region_outside_the_slide_gets_a_clear_message(served):
-    url = served[0]
+    url = served["url"]
     status, body = post(f"{url}/infer/wsi_v2/mil_tumor_segmentation?image={SLIDE}&output=json",
                         {"wsi": json.dumps({"location": [50000, 0], "size": [2048, 2048]})})
     assert status == 400 and "outside the slide" in json.loads(body)["detail"]
