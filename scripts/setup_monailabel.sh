@@ -25,9 +25,14 @@ sys.exit(any(importlib.util.find_spec(m) is None for m in ('monai_wsseg', 'monai
 " 2>/dev/null || die "$MAIN lacks one of monai_wsseg, monai, torch or openslide; install the project there first: pip install -e '.[openslide]'"
 
 PINS="$("$MAIN/bin/python" - "$ROOT/pyproject.toml" <<'EOF'
-import sys, tomllib
-with open(sys.argv[1], "rb") as f:
-    print("\n".join(tomllib.load(f)["project"]["optional-dependencies"]["label"]))
+import re, sys
+text = open(sys.argv[1], encoding="utf-8").read()
+try:
+    import tomllib
+    pins = tomllib.loads(text)["project"]["optional-dependencies"]["label"]
+except ImportError:  # Python 3.10: the extra is a flat list of quoted pins
+    pins = re.findall(r'"([^"]+)"', re.search(r"^label = \[(.*?)^\]", text, re.S | re.M).group(1))
+print("\n".join(pins))
 EOF
 )" || die "cannot read the 'label' extra from $ROOT/pyproject.toml"
 MAIN_SITE="$("$MAIN/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
@@ -46,7 +51,9 @@ fail() { tail -n 25 "$LOG" >&2; die "$1 (log above)"; }
 
 # A stale or half-built environment is rebuilt from scratch rather than patched.
 rm -rf "$LABEL"
-BASE_PY="$("$MAIN/bin/python" -c 'import sys; print(sys._base_executable)')"
+BASE_PY="$("$MAIN/bin/python" -c '
+import os, sys
+print(getattr(sys, "_base_executable", "") or os.path.join(sys.base_prefix, "bin", "python3"))')"
 "$BASE_PY" -m venv "$LABEL" >"$LOG" 2>&1 || fail "cannot create $LABEL with $BASE_PY"
 LABEL_SITE="$("$LABEL/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
 # addsitedir (not a bare path line) so the main environment's own .pth files run too (the editable monai_wsseg).
