@@ -61,6 +61,8 @@ th { background: #eee; } td.name, th.name { text-align: left; }
 .broken { color: #b00; font-weight: bold; }
 #image-status { padding: 8px; margin-bottom: 12px; display: none; background: #fee; border: 1px solid #b00; }
 .matrix td { min-width: 56px; }
+.matrices { display: flex; flex-wrap: wrap; gap: 0 32px; }
+.figure img { max-width: 100%; height: auto; }
 """
 
 #: Marks images that did not load: a visible warning, and counts on <body> for tests and DOM dumps.
@@ -163,13 +165,16 @@ def sweep_section(sweep_dir: Path, links: Links) -> str:
         alphas = sorted({float(r["alpha"]) for r in rows})
         betas = sorted({float(r["beta"]) for r in rows})
         cell = {(float(r["alpha"]), float(r["beta"])): r for r in rows}
+        tables = []
         for col, title in SWEEP_FIGURES:
             head = "".join(f"<th>β = {b:g}</th>" for b in betas)
             body = "".join(f"<tr><th>α = {a:g}</th>" + "".join(
                 f"<td>{html.escape(fmt(cell.get((a, b), {}).get(col)))}</td>" for b in betas) + "</tr>" for a in alphas)
-            parts.append(f'<h3>{html.escape(title)}</h3><table class="matrix"><tr><th></th>{head}</tr>{body}</table>')
+            tables.append(f'<div><h3>{html.escape(title)}</h3><table class="matrix"><tr><th></th>{head}</tr>'
+                          f"{body}</table></div>")
+        parts.append(f'<div class="matrices">{"".join(tables)}</div>')
     if (sweep_dir / "sweep.png").is_file():
-        parts.append(links.img(sweep_dir / "sweep.png", "(alpha, beta) matrices"))
+        parts.append(f'<div class="figure">{links.img(sweep_dir / "sweep.png", "(alpha, beta) matrices")}</div>')
     if len(parts) == 1:
         parts.append(f"<p>{html.escape(str(sweep_dir))} holds no sweep.csv or sweep.png</p>")
     return "\n".join(parts)
