@@ -117,3 +117,13 @@ def test_a_missing_image_is_reported_by_the_page(cohort_run, tmp_path):
     next(maps.glob("*.png")).unlink()  # the report was moved without one of its images
     total, broken = image_counts(page)
     assert (total, broken) == (2, 1)
+
+
+def test_a_patch_evaluation_table_and_embedded_images(cohort_run, tmp_path):
+    (tmp_path / "ev").mkdir()
+    (tmp_path / "ev" / "evaluation.csv").write_text("row,miou,fwiou,acc\nsegmentation,0.652,0.646,0.788\n")
+    page = load("report").main(["--maps_dir", str(cohort_run["maps"]), "--evaluation_dir", str(tmp_path / "ev"),
+                                "--output", str(tmp_path / "report.html"), "--embed"])
+    text = page.read_text()
+    assert "<th class=\"name\">row</th>" in text and "0.6520" in text  # a table without scope is shown whole
+    assert text.count('src="data:image/png;base64,') == 2  # one file to share: both thumbnails inside
