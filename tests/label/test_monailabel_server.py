@@ -283,11 +283,13 @@ def test_wsss_region_polygons_match_the_bundle_map(served):
 
 def test_unknown_slide_gets_a_clear_message(served):
     url = served["url"]
-    status, body = post(f"{url}/infer/wsi_v2/mil_tumor_segmentation?image=no-such-slide&output=json",
-                        {"wsi": json.dumps({"location": [0, 0], "size": [2048, 2048]})})
-    assert status == 404
-    detail = json.loads(body)["detail"]
-    assert "no-such-slide" in detail and "not in the studies folder" in detail and SLIDE in detail
+    for endpoint, field, value in [("wsi_v2/", "wsi", {"location": [0, 0], "size": [2048, 2048]}),
+                                   ("", "params", {"location": [0, 0], "size": [2048, 2048]})]:
+        status, body = post(f"{url}/infer/{endpoint}mil_tumor_segmentation?image=no-such-slide&output=json",
+                            {field: json.dumps(value)})
+        assert status == 404, body[:500]
+        detail = json.loads(body)["detail"]
+        assert "no-such-slide" in detail and "not in the studies folder" in detail and SLIDE in detail
 
 
 def test_region_outside_the_slide_gets_a_clear_message(served):
