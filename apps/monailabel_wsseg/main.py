@@ -14,6 +14,7 @@ Options (``--conf KEY VALUE``):
 * ``mil_configs``, ``wsss_configs`` — comma list of bundle config files (default ``inference.json``; add the
   profile the weights were trained with, e.g. ``inference.json,cpu.json`` or ``inference.json,cpu_seg.json``).
 * ``device`` — ``cpu``, ``cuda``, ``cuda:1`` … (default: ``cuda`` when available).
+* ``slide_mpp`` — level-0 µm/px of slides whose files record none.
 * ``bundles_dir`` — where the bundles are (default: the project's ``bundles/``).
 
 A WSI request (``POST /infer/wsi_v2/<model>?image=<id>``, as QuPath and DSA send) is split into tiles on the
@@ -25,7 +26,9 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 from fastapi import HTTPException
@@ -40,6 +43,7 @@ from monai_wsseg.data.manifest import SLIDE_EXTENSIONS
 from monai_wsseg.wsi.slide import open_slide
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 MIL, WSSS = "mil_tumor_segmentation", "wsss_tissue_segmentation"
@@ -51,6 +55,7 @@ class WSSegApp(MONAILabelApp):
     def __init__(self, app_dir: str, studies: str, conf: dict[str, str]) -> None:
         self.specs = bundle_specs(conf)
         self.device = conf.get("device") or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.slide_mpp = float(conf["slide_mpp"]) if conf.get("slide_mpp") else None
         super().__init__(
             app_dir=app_dir,
             studies=studies,
@@ -73,23 +78,39 @@ class WSSegApp(MONAILabelApp):
     def init_infers(self) -> dict[str, InferTask]:
         infers: dict[str, InferTask] = {}
         for spec in self.specs:
-            infers[spec.name] = BundleRegionInfer(spec, self.device)
+            infers[spec.name] = BundleRegionInfer(spec, self.device, self.slide_mpp)
             logger.info("serving %s on %s from %s", spec.name, self.device, [str(p) for p in spec.weights.values()])
         return infers
 
     def infer(self, request: dict, datastore: Datastore | None = None) -> dict:
-        self._task_and_image(request, datastore)
-        return super().infer(request, datastore)
+        _, image = self._task_and_image(request, datastore)
+        return self._explained(lambda: super(WSSegApp, self).infer(request, datastore), request, image)
 
     def infer_wsi(self, request: dict, datastore: Datastore | None = None) -> dict:
         task, image = self._task_and_image(request, datastore)
-        if image and isinstance(task, BundleRegionInfer) and not request.get("wsi_tiles"):
-            try:
-                request = dict(request, wsi_tiles=task.tiles(image, request.get("location"), request.get("size"),
-                                                             request.get("tile_size") or (1024, 1024)))
-            except ValueError as exc:
-                raise HTTPException(status_code=400, detail=str(exc)) from None
-        return super().infer_wsi(request, datastore)
+
+        def run() -> dict:
+            tiled = request
+            if image and isinstance(task, BundleRegionInfer) and not request.get("wsi_tiles"):
+                tiles = task.tiles(image, request.get("location"), request.get("size"),
+                                   request.get("tile_size") or (1024, 1024))
+                tiled = dict(request, wsi_tiles=tiles)
+            return super(WSSegApp, self).infer_wsi(tiled, datastore)
+
+        return self._explained(run, request, image)
+
+    @staticmethod
+    def _explained(run: Callable[[], T], request: dict, image: str | None) -> T:
+        """``run()``, with any failure (an unreadable slide, a failing network) answered as a 500 that says
+        what failed, instead of MONAI Label's bare "Internal Server Error"."""
+        try:
+            return run()
+        except HTTPException:
+            raise
+        except Exception as exc:
+            logger.exception("%s on %s failed", request.get("model"), image)
+            raise HTTPException(status_code=500, detail=f"{request.get('model')} on {image}: "
+                                                        f"{type(exc).__name__}: {exc}") from None
 
     def _task_and_image(self, request: dict, datastore: Datastore | None) -> tuple[InferTask, str | None]:
         """The request's task and slide path; a clear HTTP error for an unknown model or image."""
@@ -111,11 +132,15 @@ class WSSegApp(MONAILabelApp):
                                                         f"({len(known)} slides: {shown})")
         if not request.get("location") and not request.get("size"):
             return task, uri
-        with open_slide(uri) as slide:  # a region outside the slide is the client's error, not the server's
-            try:
-                region_box(slide, request.get("location"), request.get("size"))
-            except ValueError as exc:
-                raise HTTPException(status_code=400, detail=str(exc)) from None
+
+        def check_region() -> None:  # a region outside the slide is the client's error (400), not the server's
+            with open_slide(uri, mpp=self.slide_mpp) as slide:
+                try:
+                    region_box(slide, request.get("location"), request.get("size"))
+                except ValueError as exc:
+                    raise HTTPException(status_code=400, detail=str(exc)) from None
+
+        self._explained(check_region, request, uri)
         return task, uri
 
 

@@ -139,6 +139,7 @@ def served(tmp_path_factory):
     make_cohort(tmp / "cohort", n_tumor=1, n_normal=0, size=(4096, 4096), seed=0, splits=["test"])
     studies = tmp / "cohort" / "slides"
     slide = studies / f"{SLIDE}.tif"
+    (studies / "broken.tif").write_bytes(b"II*\x00" + bytes(60))  # a TIFF header and nothing readable
     mil = mil_weights(slide, tmp)
     segmenter, classifier = wsss_weights(slide, tmp)
     env = dict(os.environ, PYTHONWARNINGS="ignore", MONAI_LABEL_SESSIONS="false",
@@ -297,3 +298,11 @@ def test_region_outside_the_slide_gets_a_clear_message(served):
     status, body = post(f"{url}/infer/wsi_v2/mil_tumor_segmentation?image={SLIDE}&output=json",
                         {"wsi": json.dumps({"location": [50000, 0], "size": [2048, 2048]})})
     assert status == 400 and "outside the slide" in json.loads(body)["detail"]
+
+
+def test_unreadable_slide_gets_a_clear_message(served):
+    status, body = post(f"{served['url']}/infer/wsi_v2/mil_tumor_segmentation?image=broken&output=json",
+                        {"wsi": json.dumps({"location": [0, 0], "size": [512, 512]})})
+    assert status == 500, body[:500]
+    detail = json.loads(body)["detail"]
+    assert "broken.tif" in detail and "mil_tumor_segmentation" in detail, detail

@@ -24,6 +24,7 @@ import logging
 import os
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,8 +69,13 @@ class BundleSpec:
 class BundleRegionInfer(InferTask):
     """Serve one bundle: a request's region of a slide → the polygons of each class."""
 
-    def __init__(self, spec: BundleSpec, device: str = "cpu") -> None:
-        self.spec = spec
+    #: Slides whose tissue mask and tile plan are kept (a viewer pans over few slides at a time).
+    CACHED_SLIDES = 8
+
+    def __init__(self, spec: BundleSpec, device: str = "cpu", slide_mpp: float | None = None) -> None:
+        """Load the bundle's inferer and outputs; ``slide_mpp`` is the level-0 µm/px of slides whose files
+        record none (as the bundles' ``slide_mpp``)."""
+        self.spec, self.slide_mpp = spec, slide_mpp
         parser = ConfigParser()
         parser.read_config([str(spec.bundle_dir / "configs" / f) for f in spec.config_files])
         parser["bundle_root"] = str(spec.bundle_dir)
@@ -95,7 +101,7 @@ class BundleRegionInfer(InferTask):
         self.threshold = outputs.threshold
         colors = outputs.colors or default_colors(len(self.class_names))
         self.colors = {n: [int(v) for v in c] for n, c in zip(self.class_names, colors)}
-        self._grids: dict[tuple[str, float], tuple[TissueMask, TilePlan]] = {}
+        self._grids: OrderedDict[tuple[str, float], tuple[TissueMask, TilePlan]] = OrderedDict()
         self._lock = threading.Lock()
         super().__init__(
             type=InferType.SEGMENTATION,
@@ -117,7 +123,14 @@ class BundleRegionInfer(InferTask):
             if key not in self._grids:
                 tissue = compute_tissue_mask(slide, mpp=self.inferer.tissue_mpp)
                 self._grids[key] = tissue, self.inferer.plan(slide, tissue)
+                while len(self._grids) > self.CACHED_SLIDES:
+                    self._grids.popitem(last=False)
+            self._grids.move_to_end(key)
             return self._grids[key]
+
+    def open(self, image: str) -> Slide:
+        """The slide at ``image`` (with ``slide_mpp`` when its file records no resolution)."""
+        return open_slide(image, mpp=self.slide_mpp)
 
     def tiles(self, image: str, location: Sequence[int], size: Sequence[int], tile_size: Sequence[int]) -> list[dict]:
         """Split a region into MONAI Label tiles on the bundle's own tile grid.
@@ -129,7 +142,7 @@ class BundleRegionInfer(InferTask):
         Raises:
             ValueError: the region is empty or outside the slide.
         """
-        with open_slide(image) as slide:
+        with self.open(image) as slide:
             box = region_box(slide, location, size)
             _, plan = self.grid(slide)
         d, tc = plan.downsample, plan.tile_cells
@@ -148,7 +161,7 @@ class BundleRegionInfer(InferTask):
         at ``request["image"]`` and return MONAI Label's pathology result (see the module docstring)."""
         start = time.time()
         image = str(request["image"])
-        with open_slide(image) as slide:
+        with self.open(image) as slide:
             box = region_box(slide, request.get("location"), request.get("size"))
             tissue, _ = self.grid(slide)
             ready = time.time()
