@@ -28,3 +28,30 @@ def smooth_rgb(height: int, width: int, seed: int = 0) -> np.ndarray:
     coarse = rng.uniform(40, 230, size=(height // 32 + 2, width // 32 + 2, 3))
     img = zoom(coarse, (32, 32, 1), order=1)[:height, :width]
     return np.clip(img, 0, 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch intra-op thread for a test module, restored after. Tiny inputs gain nothing from more,
+    and on a shared 2-core machine threads waiting on each other made such tests ~10× slower."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def load_script(name: str):
+    """``scripts/<name>.py`` as a module, loaded once and registered under ``name`` in ``sys.modules``
+    (dataclasses in a script look their module up; one script imports another by this name)."""
+    import importlib.util
+    import sys
+
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, PROJECT_ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import shutil
 
@@ -24,7 +23,7 @@ from monai_wsseg.data.patches import (
     write_palette_mask,
 )
 from monai_wsseg.data.synthetic import make_patch_set
-from tests.conftest import PROJECT_ROOT
+from tests.conftest import load_script
 
 C = 4  # LUAD-HistoSeg classes: TE NEC LYM TAS; background index 4
 
@@ -264,13 +263,6 @@ def test_pseudo_dataset_with_augmentation_in_a_loader(root_copy):
 
 
 # ------------------------------------------------------------------------------- BCSS preparation
-def _load_script():
-    spec = importlib.util.spec_from_file_location("prepare_bcss_wsss", PROJECT_ROOT / "scripts" / "prepare_bcss_wsss.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def _make_roi(codes_layout):
     """A 500 x 400 px ROI: (H, W, 3) RGB (a different colour per code, plus an x/y gradient) and its codes."""
     codes = np.zeros((400, 500), np.uint8)
@@ -286,7 +278,7 @@ EXPECTED_CLASS = {1: 0, 19: 0, 20: 0, 2: 1, 3: 2, 10: 2, 11: 2, 4: 3}
 
 
 def test_prepare_bcss_wsss_on_a_made_up_roi(tmp_path):
-    script = _load_script()
+    script = load_script("prepare_bcss_wsss")
     layouts = {
         "roiA": [((0, 0, 250, 200), 1), ((250, 0, 500, 200), 2), ((0, 200, 150, 400), 4),
                  ((150, 200, 500, 400), 9), ((60, 60, 90, 90), 19), ((460, 0, 500, 400), 0)],
@@ -351,7 +343,7 @@ def test_prepare_bcss_wsss_on_a_made_up_roi(tmp_path):
 
 
 def test_prepare_bcss_wsss_options(tmp_path):
-    script = _load_script()
+    script = load_script("prepare_bcss_wsss")
     assert script.parse_class_codes("TUM=1,19;STR=2") == {"TUM": [1, 19], "STR": [2]}
     for bad in ("TUM", "TUM=1;STR=1", "TUM=x", "TUM=1;TUM=2"):
         with pytest.raises(ValueError, match="--class-codes"):

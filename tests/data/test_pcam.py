@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader
 
 from monai_wsseg.data.pcam import PCamDataset, evaluate_pcam, pcam_preprocess
 from monai_wsseg.networks.fcn import ResNetFCN
-from tests.conftest import PROJECT_ROOT
+from tests.conftest import PROJECT_ROOT, load_script
 
 N = 40
 
@@ -312,11 +312,7 @@ def test_script_end_to_end(tmp_path, pcam):
 
 
 def test_script_loads_raw_state_dict_and_reports_bad_checkpoints(tmp_path, pcam):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("pcam_auc", PROJECT_ROOT / "scripts" / "pcam_auc.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script("pcam_auc")
     net = nn.Sequential(nn.Conv2d(3, 1, 1))
     raw = tmp_path / "raw.pt"
     torch.save({"0.weight": torch.ones(1, 3, 1, 1), "0.bias": torch.zeros(1)}, raw)

@@ -9,14 +9,7 @@ from torchvision import models
 from monai_wsseg.networks.deeplab import DeepLabV3Plus
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny inputs gain nothing from intra-op threads, and on a shared 2-core machine two threads
-    waiting on each other made these tests ~10× slower; the previous setting is restored after."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/conftest.py
 
 
 @pytest.fixture(scope="module")

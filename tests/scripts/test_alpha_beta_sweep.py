@@ -4,27 +4,15 @@ two configurations on a 6-slide synthetic cohort (1 epoch, tiny bags), resumed w
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import math
-import sys
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from monai_wsseg.data.synthetic import make_cohort
-from tests.conftest import PROJECT_ROOT
-
-
-def load_script(name: str):
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, PROJECT_ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+from tests.conftest import load_script
 
 
 sweep = load_script("alpha_beta_sweep")

@@ -2,20 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 
 import numpy as np
 
 from monai_wsseg.wsi.tiff_writer import write_pyramidal_tiff
-from tests.conftest import PROJECT_ROOT, smooth_rgb
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("bench_inference", PROJECT_ROOT / "scripts" / "bench_inference.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from tests.conftest import load_script, smooth_rgb
 
 
 def test_bench_reports_all_figures(tmp_path):
@@ -24,7 +16,7 @@ def test_bench_reports_all_figures(tmp_path):
     slide = tmp_path / "wide.tif"
     write_pyramidal_tiff(slide, image, 0.5)  # levels down to 256 px: the peer finds its 16x mask level
     out = tmp_path / "bench.json"
-    result = load_script().main([
+    result = load_script("bench_inference").main([
         "--slide", str(slide), "--backbone", "resnet18", "--tile", "256", "--halo", "32",
         "--workers", "0", "--model-windows", "2", "--peer-patches", "4", "--json", str(out),
     ])

@@ -3,11 +3,9 @@ both backends open, its tissue is where it was drawn, and inference covers it (n
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
 import math
-import sys
 
 import numpy as np
 import pytest
@@ -15,19 +13,9 @@ import tifffile
 
 from monai_wsseg.wsi.slide import available_backends, open_slide
 from monai_wsseg.wsi.tissue import compute_tissue_mask
-from tests.conftest import PROJECT_ROOT
+from tests.conftest import load_script
 
 W, H, TISSUE = 8192, 6144, 0.3
-
-
-def load_script(name: str):
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, PROJECT_ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # the benchmark imports the maker by this name
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")

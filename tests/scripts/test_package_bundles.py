@@ -3,7 +3,6 @@ there; a bundle missing a required file, or changed without a version bump, is r
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -16,14 +15,7 @@ import pytest
 import torch
 
 from monai_wsseg.data.synthetic import make_cohort
-from tests.conftest import PROJECT_ROOT
-
-
-def load():
-    spec = importlib.util.spec_from_file_location("package_bundles", PROJECT_ROOT / "scripts" / "package_bundles.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from tests.conftest import PROJECT_ROOT, load_script
 
 
 def version_of(bundle: Path) -> str:
@@ -37,13 +29,13 @@ def test_archives_unzip_and_infer_in_a_fresh_folder(tmp_path):
     torch.save(ResNetFCN("resnet18", num_classes=1, output_stride=16).state_dict(), weights)
     dist = tmp_path / "dist"
     url = (tmp_path / "hosted" / "mil_model.pt").as_uri()
-    written = load().main(["--output_dir", str(dist), "--weights", f"mil_tumor_segmentation={weights}",
+    written = load_script("package_bundles").main(["--output_dir", str(dist), "--weights", f"mil_tumor_segmentation={weights}",
                            "--weights_url", f"mil_tumor_segmentation={url}"])
     names = sorted(p.name for p in written)
     bundles = PROJECT_ROOT / "bundles"
     assert names == sorted(f"{b}_v{version_of(bundles / b)}.zip"
                            for b in ("mil_tumor_segmentation", "wsss_tissue_segmentation"))
-    again = load().main(["--output_dir", str(dist), "--weights", f"mil_tumor_segmentation={weights}",
+    again = load_script("package_bundles").main(["--output_dir", str(dist), "--weights", f"mil_tumor_segmentation={weights}",
                          "--weights_url", f"mil_tumor_segmentation={url}"])
     assert [p.read_bytes() for p in again] == [p.read_bytes() for p in written]  # reproducible, left unchanged
 
@@ -92,7 +84,7 @@ def bundles_copy(tmp_path) -> Path:
 def test_a_bundle_missing_a_required_file_is_refused(bundles_copy, tmp_path, capsys):
     (bundles_copy / "mil_tumor_segmentation" / "LICENSE").unlink()
     with pytest.raises(SystemExit) as exit_:
-        load().main(["--bundles_dir", str(bundles_copy), "--output_dir", str(tmp_path / "dist"),
+        load_script("package_bundles").main(["--bundles_dir", str(bundles_copy), "--output_dir", str(tmp_path / "dist"),
                      "--schema", str(bundles_copy / "metadata_schema.json")])
     assert exit_.value.code == 1
     err = capsys.readouterr().err.strip()
@@ -105,21 +97,21 @@ def test_a_changed_bundle_without_a_version_bump_is_refused(bundles_copy, tmp_pa
     bundle = bundles_copy / "mil_tumor_segmentation"
     args = ["--bundles_dir", str(bundles_copy), "--output_dir", str(tmp_path / "dist"),
             "--schema", str(bundles_copy / "metadata_schema.json")]
-    load().main(args)
+    load_script("package_bundles").main(args)
     readme = bundle / "docs" / "README.md"
     readme.write_text(readme.read_text() + "\nA change.\n")
     with pytest.raises(SystemExit):
-        load().main(args)
+        load_script("package_bundles").main(args)
     assert "but the version was not bumped; raise 'version' and add its 'changelog' entry" in capsys.readouterr().err
 
     meta = json.loads((bundle / "configs" / "metadata.json").read_text())
     meta["version"] = "9.9.9"
     (bundle / "configs" / "metadata.json").write_text(json.dumps(meta))
     with pytest.raises(SystemExit):  # bumped, but the changelog was forgotten
-        load().main(args)
+        load_script("package_bundles").main(args)
     assert "version 9.9.9 has no changelog entry" in capsys.readouterr().err
 
     meta["changelog"] = {"9.9.9": "a change", **meta["changelog"]}
     (bundle / "configs" / "metadata.json").write_text(json.dumps(meta))
-    written = load().main(args)
+    written = load_script("package_bundles").main(args)
     assert [p.name for p in written] == ["mil_tumor_segmentation_v9.9.9.zip"]

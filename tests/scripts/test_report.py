@@ -4,11 +4,9 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,19 +15,11 @@ import torch
 from PIL import Image
 
 from monai_wsseg.data.synthetic import make_cohort
-from tests.conftest import PROJECT_ROOT
+from tests.conftest import load_script
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (run `bash scripts/setup_test_tools.sh` "
                                                               "as root: it installs Debian's chromium package)")
-
-
-def load(name: str):
-    spec = importlib.util.spec_from_file_location(name, PROJECT_ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses in the script look their module up
-    spec.loader.exec_module(module)
-    return module
 
 
 def chromium(*args: str) -> subprocess.CompletedProcess:
@@ -71,7 +61,7 @@ def cohort_run(tmp_path_factory) -> dict[str, Path]:
                              "auc_without_background": 0.9 + i / 100, "f1": 0.8, "threshold": 0.6})
         writer.writerow({"scope": "pooled", "slides": 2, "auc_without_background": 0.91, "auc_with_background": 0.93,
                          "precision": 0.9, "recall": 0.7, "f1": 0.79, "dice": 0.79, "threshold": 0.6})
-    sweep = load("alpha_beta_sweep")
+    sweep = load_script("alpha_beta_sweep")
     (root / "sweep").mkdir()
     results = [{"alpha": a, "beta": b, "auc_without_background": 0.8 + a / 10, "precision": 0.9, "recall": 0.5 + b / 2,
                 "f1": 0.7, "status": "done"} for a in (0.2, 0.4) for b in (0.0, 0.2) if a + b <= 1]
@@ -84,7 +74,7 @@ def cohort_run(tmp_path_factory) -> dict[str, Path]:
 
 
 def test_report_lists_every_slide_with_metrics_and_links(cohort_run):
-    page = load("report").main(["--maps_dir", str(cohort_run["maps"]), "--evaluation_dir", str(cohort_run["evaluation"]),
+    page = load_script("report").main(["--maps_dir", str(cohort_run["maps"]), "--evaluation_dir", str(cohort_run["evaluation"]),
                                 "--sweep_dir", str(cohort_run["sweep"]), "--output", str(cohort_run["root"] / "r" / "report.html")])
     text = page.read_text()
     for tif in cohort_run["maps"].glob("*.tif"):
@@ -97,7 +87,7 @@ def test_report_lists_every_slide_with_metrics_and_links(cohort_run):
 
 @needs_chromium
 def test_report_renders_in_headless_chromium(cohort_run, tmp_path):
-    page = load("report").main(["--maps_dir", str(cohort_run["maps"]), "--evaluation_dir", str(cohort_run["evaluation"]),
+    page = load_script("report").main(["--maps_dir", str(cohort_run["maps"]), "--evaluation_dir", str(cohort_run["evaluation"]),
                                 "--sweep_dir", str(cohort_run["sweep"]), "--output", str(cohort_run["root"] / "report.html")])
     shot = tmp_path / "report.png"
     proc = chromium(f"--screenshot={shot}", "--window-size=1280,1800", page.as_uri())
@@ -113,7 +103,7 @@ def test_report_renders_in_headless_chromium(cohort_run, tmp_path):
 def test_a_missing_image_is_reported_by_the_page(cohort_run, tmp_path):
     maps = tmp_path / "maps"
     shutil.copytree(cohort_run["maps"], maps)
-    page = load("report").main(["--maps_dir", str(maps), "--output", str(tmp_path / "report.html")])
+    page = load_script("report").main(["--maps_dir", str(maps), "--output", str(tmp_path / "report.html")])
     next(maps.glob("*.png")).unlink()  # the report was moved without one of its images
     total, broken = image_counts(page)
     assert (total, broken) == (2, 1)
@@ -122,7 +112,7 @@ def test_a_missing_image_is_reported_by_the_page(cohort_run, tmp_path):
 def test_a_patch_evaluation_table_and_embedded_images(cohort_run, tmp_path):
     (tmp_path / "ev").mkdir()
     (tmp_path / "ev" / "evaluation.csv").write_text("row,miou,fwiou,acc\nsegmentation,0.652,0.646,0.788\n")
-    page = load("report").main(["--maps_dir", str(cohort_run["maps"]), "--evaluation_dir", str(tmp_path / "ev"),
+    page = load_script("report").main(["--maps_dir", str(cohort_run["maps"]), "--evaluation_dir", str(tmp_path / "ev"),
                                 "--output", str(tmp_path / "report.html"), "--embed"])
     text = page.read_text()
     assert "<th class=\"name\">row</th>" in text and "0.6520" in text  # a table without scope is shown whole

@@ -11,7 +11,7 @@ import math
 import pytest
 
 from monai_wsseg.data.synthetic import make_patch_set
-from tests.scripts.test_alpha_beta_sweep import load_script
+from tests.conftest import load_script
 
 ablation = load_script("wsss_ablation")
 
@@ -19,15 +19,7 @@ ablation = load_script("wsss_ablation")
 TINY = ["--num_epochs", "1", "--batch_size", "2", "--num_workers", "0"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The test machine's few cores are shared: one torch thread keeps the runs from fighting over them."""
-    import torch
-
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
+pytestmark = pytest.mark.usefixtures("one_thread")  # the runs share few cores: see tests/conftest.py
 
 
 # -- rows, runs and the command line ---------------------------------------------------------------------------

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 
@@ -15,7 +14,7 @@ from monai_wsseg.data.bags import SlideBagDataset
 from monai_wsseg.data.manifest import find_manifest_or_slides
 from monai_wsseg.transforms import BagStandardize, RandBagAugment, bag_transform, hue_matrices
 from monai_wsseg.transforms.bag import _colour_jitter
-from tests.conftest import PROJECT_ROOT
+from tests.conftest import load_script
 
 NO_COLOUR = dict(brightness=0.0, contrast=0.0, saturation=0.0, hue=0.0)
 MEAN, STD = (0.7, 0.5, 0.65), (0.15, 0.2, 0.1)
@@ -279,13 +278,6 @@ def test_bag_transform_from_bundle_config():
 
 
 # ------------------------------------------------------------------------------------ compute_stats.py
-def load_script():
-    spec = importlib.util.spec_from_file_location("compute_stats", PROJECT_ROOT / "scripts" / "compute_stats.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def cohort(tmp_path_factory):
     from monai_wsseg.data.synthetic import make_cohort
@@ -311,7 +303,7 @@ def direct_stats(root, bags_per_slide: int) -> tuple[np.ndarray, np.ndarray]:
 
 def test_compute_stats_equals_direct_computation(cohort, tmp_path, capsys):
     out = tmp_path / "sub" / "stats.json"
-    result = load_script().main([
+    result = load_script("compute_stats").main([
         "--dataset_dir", str(cohort), "--bags-per-slide", "2", "--bag_size", "6", "--patch_size", "64",
         "--mpp", "0.5", "--json", str(out),
     ])
@@ -336,7 +328,7 @@ def test_compute_stats_skips_unreadable_slides(cohort, tmp_path, capsys):
     (root / "slides" / "broken.tif").write_bytes(b"not a tiff at all")
     with open(root / "manifest.csv", "a") as fh:  # last, so the good slides keep their draw seeds
         fh.write("slides/broken.tif,0,train,,broken,synthetic\n")
-    result = load_script().main(["--dataset_dir", str(root), "--bags-per-slide", "1", "--bag_size", "6",
+    result = load_script("compute_stats").main(["--dataset_dir", str(root), "--bags-per-slide", "1", "--bag_size", "6",
                                  "--patch_size", "64"])
     assert list(result["skipped"]) == [str(root / "slides" / "broken.tif")]
     assert result["slides"] == 2 and result["bags"] == 2
@@ -348,7 +340,7 @@ def test_compute_stats_skips_unreadable_slides(cohort, tmp_path, capsys):
 
 def test_compute_stats_rejects_an_empty_split(cohort):
     with pytest.raises(SystemExit, match="no slides in split 'val'"):
-        load_script().main(["--dataset_dir", str(cohort), "--split", "val"])
+        load_script("compute_stats").main(["--dataset_dir", str(cohort), "--split", "val"])
 
 
 def test_dataset_with_bag_transform(cohort):
