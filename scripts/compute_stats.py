@@ -11,6 +11,12 @@ arithmetic and memory does not grow with the number of bags. Prints a snippet to
 config, e.g. ``{"mean": [0.71, 0.55, 0.68], "std": [0.16, 0.19, 0.14]}``; ``--json`` writes the same keys
 with provenance, so a config can also reference them as ``"%stats.json#mean"``.
 Unreadable slides are skipped with a warning naming them.
+
+``--stain_json PATH`` also fits the stain-normalisation references (Reinhard lαβ statistics and Macenko
+stain vectors, :mod:`monai_wsseg.wsi.stain`) on the tissue pixels of the same bags, an even random share
+of at most ``--stain_pixels`` of them per bag, and writes ``{"reinhard": ..., "macenko": ..., "source":
+...}`` there atomically; an inference config then names it as
+``stain_normalizer("macenko", "PATH")``.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ if str(ROOT) not in sys.path:  # run from a checkout without installing the pack
 
 from monai_wsseg.data.bags import SlideBagDataset  # noqa: E402
 from monai_wsseg.data.manifest import find_manifest_or_slides  # noqa: E402
+from monai_wsseg.wsi.stain import TISSUE_OD, MacenkoNormalizer, ReinhardNormalizer, tissue_pixels  # noqa: E402
 
 
 def keep_uint8(bag: torch.Tensor) -> torch.Tensor:
@@ -67,6 +74,23 @@ def _write_json_atomic(path: Path, payload: dict) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def bag_tissue_pixels(bag: torch.Tensor, quota: int, rng: np.random.Generator) -> np.ndarray:
+    """At most ``quota`` random tissue pixels ``(M, 3)`` uint8 of a ``(N, 3, P, P)`` uint8 bag."""
+    pixels = tissue_pixels(bag.permute(0, 2, 3, 1).numpy())
+    if len(pixels) > quota:
+        pixels = pixels[np.sort(rng.choice(len(pixels), quota, replace=False))]
+    return pixels
+
+
+def stain_references(pixels: np.ndarray, source: dict) -> dict:
+    """The ``--stain_json`` payload: both references fitted on ``(M, 3)`` uint8 tissue pixels."""
+    try:
+        return {"reinhard": ReinhardNormalizer.fit(pixels), "macenko": MacenkoNormalizer.fit(pixels),
+                "source": {**source, "tissue_pixels": int(len(pixels)), "tissue_od_threshold": TISSUE_OD}}
+    except ValueError as exc:
+        raise SystemExit(f"cannot fit the stain references: {exc}") from None
+
+
 def main(argv: list[str] | None = None) -> dict:
     """Compute, print and optionally save the statistics; returns the ``--json`` payload."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -82,9 +106,15 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--seed", type=int, default=0, help="seed of the patch draws and of the split assignment")
     ap.add_argument("--workers", type=int, default=0, help="DataLoader worker processes (default 0)")
     ap.add_argument("--json", type=Path, help="also write the statistics here (atomically)")
+    ap.add_argument("--stain_json", "--stain-json", type=Path,
+                    help="also fit the Reinhard and Macenko stain references and write them here (atomically)")
+    ap.add_argument("--stain_pixels", "--stain-pixels", type=int, default=2_000_000,
+                    help="most tissue pixels the stain references are fitted on (default 2000000)")
     args = ap.parse_args(argv)
     if args.bags_per_slide < 1:
         ap.error("--bags-per-slide must be >= 1")
+    if args.stain_pixels < 1000:
+        ap.error("--stain_pixels must be >= 1000")
 
     records = find_manifest_or_slides(args.dataset_dir, seed=args.seed)
     chosen = [r for r in records if r.split == args.split]
@@ -95,6 +125,11 @@ def main(argv: list[str] | None = None) -> dict:
                          min_tissue=args.min_tissue, transform=keep_uint8, seed=args.seed)
 
     hist = np.zeros((3, 256), dtype=np.int64)
+    # Stain pixels: an equal quota per bag keeps memory bounded and every slide represented; a fixed seed
+    # and the in-order loop make the subset independent of --workers.
+    stain_quota = -(-args.stain_pixels // (len(ds) * args.bags_per_slide))
+    stain_rng = np.random.default_rng(args.seed)
+    stain_parts: list[np.ndarray] = []
     bags = 0
     skipped: dict[str, str] = {}
     read: set[str] = set()
@@ -112,6 +147,8 @@ def main(argv: list[str] | None = None) -> dict:
                                    file=sys.stderr)
                     continue
                 hist += channel_histograms(item["image"])
+                if args.stain_json:
+                    stain_parts.append(bag_tissue_pixels(item["image"], stain_quota, stain_rng))
                 read.add(item["slide"])
                 bags += 1
     if not bags:
@@ -128,6 +165,13 @@ def main(argv: list[str] | None = None) -> dict:
         "bag_size": args.bag_size, "patch_size": args.patch_size, "mpp": args.mpp,
         "min_tissue": args.min_tissue, "seed": args.seed, "dataset_dir": str(args.dataset_dir.resolve()),
     }
+    if args.stain_json:
+        pixels = np.concatenate(stain_parts)[: args.stain_pixels]
+        provenance = {k: payload[k] for k in ("dataset_dir", "split", "bags", "slides", "bags_per_slide",
+                                              "bag_size", "patch_size", "mpp", "min_tissue", "seed")}
+        _write_json_atomic(args.stain_json, stain_references(pixels, provenance))
+        payload["stain_json"] = str(args.stain_json.resolve())
+        print(f"stain references ({len(pixels)} tissue pixels) written to {args.stain_json}", file=sys.stderr)
     if args.json:
         _write_json_atomic(args.json, payload)
     return payload

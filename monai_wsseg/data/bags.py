@@ -45,6 +45,12 @@ class SlideBagDataset(Dataset):
             ``None`` returns it as float in [0, 1].
         seed: base seed of the patch draws.
         backend: slide reading backend.
+        stain_normalizer: e.g. :func:`monai_wsseg.wsi.stain.stain_normalizer`'s result: every slide's patches are
+            mapped to the reference stain by one transform fitted on that slide's tissue (as
+            :class:`~monai_wsseg.inference.engine.WSIInferer` does at inference), so a slide's colour cast
+            cannot tell the network which slide, hence which label, a patch comes from. ``None``: as read.
+        bags_per_slide: bags drawn from each slide per epoch (item ``j`` is a bag of slide ``j % n_slides``):
+            more optimisation steps per epoch for a cohort of few slides, each bag a new draw.
 
     Items:
         ``{"image": (N, 3, P, P) tensor, "label": () float tensor, "slide": str, "positions": (N, 2) level-0 x, y}``.
@@ -63,9 +69,15 @@ class SlideBagDataset(Dataset):
         transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
         seed: int = 0,
         backend: str = "auto",
+        bags_per_slide: int = 1,
+        stain_normalizer=None,
     ) -> None:
         if bag_size < 1 or patch_size < 1:
             raise ValueError(f"bag_size and patch_size must be ≥ 1, got {bag_size} and {patch_size}")
+        if isinstance(bags_per_slide, bool) or not isinstance(bags_per_slide, int) or bags_per_slide < 1:
+            raise ValueError(f"bags_per_slide must be an integer ≥ 1, got {bags_per_slide!r}")
+        self.bags_per_slide, self.stain_normalizer = bags_per_slide, stain_normalizer
+        self._stains: dict[int, object] = {}
         self.items: list[tuple[Path, int]] = []
         for s in slides:
             path, label = (s.slide, s.label) if isinstance(s, SlideRecord) else (Path(s[0]), s[1])
@@ -86,13 +98,22 @@ class SlideBagDataset(Dataset):
         self.epoch = int(epoch)
 
     def __len__(self) -> int:
-        return len(self.items)
+        return len(self.items) * self.bags_per_slide
+
+    @property
+    def labels(self) -> list[int]:
+        """Slide label of every item (index ``j`` → slide ``j % n_slides``), e.g. for a step sampler."""
+        return [self.items[j % len(self.items)][1] for j in range(len(self))]
 
     def positions(self, i: int) -> np.ndarray:
         """All candidate patch positions of slide ``i``, ``(M, 2)`` level-0 x, y (cached per process)."""
         if i not in self._grids:
             slide = self._slide(i)
             tissue = compute_tissue_mask(slide, mpp=self.tissue_mpp)
+            if self.stain_normalizer is not None:
+                from monai_wsseg.wsi.stain import fit_slide_stain
+
+                self._stains[i] = fit_slide_stain(self.stain_normalizer, slide, tissue)
             self._grids[i] = tissue_grid(
                 slide, tissue, patch_size=self.patch_size, mpp=self.mpp, min_tissue=self.min_tissue
             )
@@ -103,10 +124,11 @@ class SlideBagDataset(Dataset):
             self._slides[i] = open_slide(self.items[i][0], backend=self.backend)
         return self._slides[i]
 
-    def __getitem__(self, i: int) -> dict:
+    def __getitem__(self, j: int) -> dict:
+        i = j % len(self.items)
         path, label = self.items[i]
         try:
-            rng = np.random.default_rng([self.seed, self.epoch, i])
+            rng = np.random.default_rng([self.seed, self.epoch, j])
             chosen = sample_positions(self.positions(i), self.bag_size, rng)
             slide = self._slide(i)
             size = (self.patch_size, self.patch_size)
@@ -116,8 +138,10 @@ class SlideBagDataset(Dataset):
             logger.warning("%s: skipped this epoch: %s", path, exc)
             return {"slide": str(path), "error": str(exc).splitlines()[0]}
         bag = torch.from_numpy(patches).permute(0, 3, 1, 2).contiguous()
+        if i in self._stains:
+            bag = self._stains[i](bag)
         if hasattr(self.transform, "set_random_state"):  # MONAI Randomizable / Compose
-            item_seed = np.random.default_rng([self.seed, self.epoch, i, 1]).integers(2**31)
+            item_seed = np.random.default_rng([self.seed, self.epoch, j, 1]).integers(2**31)
             self.transform.set_random_state(seed=int(item_seed))
         bag = self.transform(bag) if self.transform is not None else bag.float() / 255.0
         return {"image": bag, "label": torch.tensor(float(label)), "slide": str(path),

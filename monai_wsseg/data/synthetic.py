@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from scipy import ndimage
 from tqdm.auto import tqdm
 
 from monai_wsseg.data.atomic_png import save_png
@@ -122,6 +123,10 @@ def render_slide(width: int, height: int, *, tumor: bool, seed: int, mpp: float 
 
     with ThreadPoolExecutor(max_workers=workers or min(4, os.cpu_count() or 1)) as pool:
         list(pool.map(job, jobs))
+    if p.blur_um > 0:  # focus blur of the scanner, over the whole image so blocks leave no seams
+        sigma = p.blur_um / mpp
+        for c in range(3):
+            image[..., c] = ndimage.gaussian_filter(image[..., c], sigma, mode="reflect")
     kinds = _lowres_kinds(layout, mask_downsample)
     tissue = kinds != GLASS
     tumor_px = kinds == TUMOR
@@ -211,7 +216,7 @@ def _assign_splits(n: int, splits, rng: np.random.Generator) -> list[str]:
 def make_cohort(out_dir: str | os.PathLike, *, n_tumor: int = 6, n_normal: int = 6,
                 size: tuple[int, int] = (8192, 8192), seed: int = 0, mpp: float = 0.5,
                 params: TextureParams | None = None, splits: Mapping[str, float] | Sequence[str] | None = None,
-                location: str = "synthetic") -> Path:
+                location: str = "synthetic", quality: int = 90, prefix: str = "synth") -> Path:
     """Write a cohort of synthetic slides and return the path of its ``manifest.csv``.
 
     Layout: ``out_dir/slides/synth-XXXX-{tumor,normal}.tif``, ``out_dir/masks/synth-XXXX-tumor.png``
@@ -222,6 +227,7 @@ def make_cohort(out_dir: str | os.PathLike, *, n_tumor: int = 6, n_normal: int =
     ``size`` is (width, height) in level-0 pixels at ``mpp`` µm/px. ``splits`` is either fractions
     per split (default train 0.7 / val 0.15 / test 0.15, assigned per label so both labels are in
     every split) or one split name per slide, tumor slides first. Slides whose files exist are kept.
+    ``quality`` is the JPEG quality of the slide tiles; ``prefix`` starts every file and case name.
     """
     out = Path(out_dir)
     if n_tumor < 0 or n_normal < 0 or n_tumor + n_normal == 0:
@@ -241,13 +247,13 @@ def make_cohort(out_dir: str | os.PathLike, *, n_tumor: int = 6, n_normal: int =
     (out / "masks").mkdir(parents=True, exist_ok=True)
     rows = []
     for i, label in enumerate(tqdm(labels, desc="synthetic slides", unit="slide")):
-        name = f"synth-{i:04d}-{label}"
+        name = f"{prefix}-{i:04d}-{label}"
         slide, mask = out / "slides" / f"{name}.tif", out / "masks" / f"{name}.png"
         if not (slide.exists() and (label == "normal" or mask.exists())):
             make_slide(slide, size[0], size[1], tumor=label == "tumor", seed=int(seed) * 100_003 + i, mpp=mpp,
-                       params=params, mask_path=mask)
+                       params=params, mask_path=mask, quality=quality)
         rows.append(dict(slide=f"slides/{slide.name}", label=int(label == "tumor"), split=split_of[i],
-                         mask=f"masks/{mask.name}" if label == "tumor" else "", case=f"synth-{i:04d}",
+                         mask=f"masks/{mask.name}" if label == "tumor" else "", case=f"{prefix}-{i:04d}",
                          location=location))
     manifest = out / "manifest.csv"
     tmp = manifest.with_name(f".{manifest.name}.tmp-{os.getpid()}")

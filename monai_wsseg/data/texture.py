@@ -27,9 +27,9 @@ from scipy import ndimage
 
 __all__ = ["TISSUE_KINDS", "PATCH_CLASS_KINDS", "PATCH_PALETTE", "TextureParams"]
 
-GLASS, STROMA, GLAND, LYMPH, TUMOR, NECROSIS, TAS = range(7)
+GLASS, STROMA, GLAND, LYMPH, TUMOR, NECROSIS, TAS, BENIGN = range(8)
 #: Names of the tissue kinds, indexed by the codes used in kind maps.
-TISSUE_KINDS = ("glass", "stroma", "gland", "lymphoid", "tumor", "necrosis", "tumor_stroma")
+TISSUE_KINDS = ("glass", "stroma", "gland", "lymphoid", "tumor", "necrosis", "tumor_stroma", "benign_epithelium")
 #: Patch-set class names (LUAD-HistoSeg and BCSS-WSSS spellings) -> tissue kind code.
 PATCH_CLASS_KINDS = {"TE": TUMOR, "TUM": TUMOR, "NEC": NECROSIS, "LYM": LYMPH, "TAS": TAS, "STR": TAS}
 #: Mask palette colours per class name; background (white glass) is always white.
@@ -83,6 +83,17 @@ class TextureParams:
     gland_spacing_um: float = 190.0
     aggregate_radius_um: tuple[float, float] = (140.0, 380.0)
     aggregates_per_mm2: float = 0.8
+    # Hard cohorts (all off by default, so the demo renders exactly as before):
+    benign_fraction: tuple[float, float] = (0.0, 0.0)  # share of a normal slide's tissue drawn as benign epithelium
+    benign_fraction_tumor: tuple[float, float] = (0.0, 0.0)  # the same on tumor slides
+    # benign epithelium: small, round, regular, solid nuclei, packed so that the mean colour is the tumor's
+    benign_he: tuple[float, float] = (0.16, 0.20)
+    benign_nucleus_um: tuple[float, float] = (7.0, 9.0)
+    benign_spacing_um: float = 10.0
+    benign_h: tuple[float, float] = (0.78, 0.98)
+    lymph_fraction_normal: tuple[float, float] | None = None  # lymphoid share of a normal slide (default: tumor_fraction)
+    colour_cast: float = 0.0  # per-slide relative std of each channel's optical density (scanner / stain batch)
+    blur_um: float = 0.0  # focus blur: Gaussian sigma in microns, applied to the rendered slide
 
     def variant(self, seed: int, strength: float = 1.0) -> "TextureParams":
         """A shifted parameter set (other stain hue, sizes, densities) for generalisation tests.
@@ -157,20 +168,22 @@ def _populations(p: TextureParams) -> dict[int, list[_Population]]:
                        chromatin=0.3)
     ghosts = _Population(NECROSIS, 16.0, (8.0, 13.0), (0.7, 1.0), (0.08, 0.14), keep=0.5, pleo=0.08,
                          chromatin=0.5)
+    benign = _Population(BENIGN, p.benign_spacing_um, p.benign_nucleus_um, (0.8, 1.0), p.benign_h,
+                         keep=0.95, jitter=0.35, chromatin=0.12)
     return {STROMA: [spindle, stray_lym], TAS: [tas_spindle, dataclasses.replace(stray_lym, kind=TAS)],
-            LYMPH: [lym], TUMOR: [tumor], NECROSIS: [dust, ghosts], GLAND: [], GLASS: []}
+            LYMPH: [lym], TUMOR: [tumor], NECROSIS: [dust, ghosts], GLAND: [], GLASS: [], BENIGN: [benign]}
 
 
 def _kind_tables(p: TextureParams) -> tuple[np.ndarray, ...]:
     """Per-kind background h, e, fibre contrast, fine and coarse granularity, pixel noise."""
-    he = [(0.0, 0.004), p.stroma_he, p.gland_he, p.lymph_he, p.tumor_he, p.necrosis_he, p.tas_he]
+    he = [(0.0, 0.004), p.stroma_he, p.gland_he, p.lymph_he, p.tumor_he, p.necrosis_he, p.tas_he, p.benign_he]
     h = np.array([x[0] for x in he], np.float32)
     e = np.array([x[1] for x in he], np.float32)
-    #                  glass stroma gland lymph tumor necro  TAS
-    fibre = np.array([0.0, 0.65, 0.0, 0.0, 0.0, 0.0, 0.8], np.float32)
-    grain = np.array([0.0, 0.10, 0.20, 0.20, 0.22, 0.25, 0.10], np.float32)
-    blob = np.array([0.0, 0.15, 0.10, 0.10, 0.12, 0.45, 0.12], np.float32)
-    noise = np.array([0.35, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0], np.float32) * p.pixel_noise
+    #                  glass stroma gland lymph tumor necro  TAS  benign
+    fibre = np.array([0.0, 0.65, 0.0, 0.0, 0.0, 0.0, 0.8, 0.0], np.float32)
+    grain = np.array([0.0, 0.10, 0.20, 0.20, 0.22, 0.25, 0.10, 0.20], np.float32)
+    blob = np.array([0.0, 0.15, 0.10, 0.10, 0.12, 0.45, 0.12, 0.10], np.float32)
+    noise = np.array([0.35, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0], np.float32) * p.pixel_noise
     return h, e, fibre, grain, blob, noise
 
 
@@ -290,6 +303,10 @@ class _Stain:
         self.h_od = (hv * (1 + j * rng.standard_normal()) * _LN10).astype(np.float32)
         self.e_od = (ev * (1 + j * rng.standard_normal()) * _LN10).astype(np.float32)
         self.glass = (np.asarray(p.glass_rgb) + rng.uniform(-3, 3, 3)).astype(np.float32)
+        if p.colour_cast > 0:  # drawn last, and only when asked: casts leave other slides' streams alone
+            cast = np.clip(1 + p.colour_cast * rng.standard_normal(3), 0.5, 1.6).astype(np.float32)
+            self.h_od *= cast
+            self.e_od *= cast
         # exp() is the costliest step per pixel: tabulate intensity over natural-log OD instead
         od = np.arange(self._LEVELS) / self._PER_UNIT + self._OD_MIN
         self.lut = [np.clip(np.rint(g * np.exp(-od)), 0, 255).astype(np.uint8) for g in self.glass]
@@ -386,6 +403,28 @@ class _Layout:
         raise NotImplementedError
 
 
+def _blobs(rng: np.random.Generator, free: np.ndarray, tissue: np.ndarray, target: float,
+           radius: tuple[float, float], rough: np.ndarray) -> np.ndarray:
+    """A field > 0 on roundish blobs centred in ``free`` nodes until they cover ``target`` of ``tissue``.
+
+    ``radius`` is in nodes; ``rough`` (same shape) roughens the outlines.
+    """
+    field = np.full(free.shape, -1.0, np.float32)
+    cand = np.flatnonzero(free)
+    yy, xx = np.mgrid[: free.shape[0], : free.shape[1]].astype(np.float32)
+    for _ in range(400):
+        if not cand.size or (field[tissue] > 0).mean() >= target:
+            break
+        cy, cx = divmod(int(cand[rng.integers(cand.size)]), free.shape[1])
+        r, squash = rng.uniform(*radius), rng.uniform(0.5, 1.0)
+        y0, y1 = max(0, int(cy - 1.3 * r)), min(free.shape[0], int(cy + 1.3 * r) + 2)
+        x0, x1 = max(0, int(cx - 1.3 * r / squash**0.5)), min(free.shape[1], int(cx + 1.3 * r / squash**0.5) + 2)
+        d = np.sqrt((yy[y0:y1, x0:x1] - cy) ** 2 + (xx[y0:y1, x0:x1] - cx) ** 2 * squash)
+        blob = np.where(free[y0:y1, x0:x1], 1 - d / (r * (1 + 0.25 * rough[y0:y1, x0:x1])), -1.0)
+        np.maximum(field[y0:y1, x0:x1], blob, out=field[y0:y1, x0:x1])
+    return field
+
+
 class _SlideLayout(_Layout):
     def __init__(self, width: int, height: int, mpp: float, tumor: bool, rng: np.random.Generator,
                  p: TextureParams, tumor_fraction: tuple[float, float], key: int):
@@ -439,7 +478,7 @@ class _SlideLayout(_Layout):
         cand = np.flatnonzero(is_tissue & ~is_tumor & inside)
         area_mm2 = cand.size * (um / 1000) ** 2
         n_agg = max(1, int(rng.poisson(p.aggregates_per_mm2 * area_mm2))) if cand.size else 0
-        target = rng.uniform(*tumor_fraction) if not tumor else 0.0
+        target = rng.uniform(*(p.lymph_fraction_normal or tumor_fraction)) if not tumor else 0.0
         rough = _smooth_noise(rng, shape, 40.0 / um)
         placed = 0
         while cand.size and placed < 200 and (placed < n_agg or
@@ -454,14 +493,22 @@ class _SlideLayout(_Layout):
             placed += 1
         self.grid.fields["lymph"] = lym
         self._texture_fields(rng, p)
+        self.grid.fields["benign"] = np.full(shape, -1.0, np.float32)  # glands are placed before benign sheets
         self._make_glands(rng, p)
+        share = p.benign_fraction_tumor if tumor else p.benign_fraction
+        if share[1] > 0:  # its own generator: slides without benign epithelium render as before
+            brng = np.random.default_rng([key & 0xFFFFFFFF, 11])
+            free = is_tissue & ~is_tumor & (lym <= 0) & inside
+            self.grid.fields["benign"] = _blobs(brng, free, is_tissue & inside, brng.uniform(*share),
+                                                (60.0 / um, 200.0 / um), _smooth_noise(brng, shape, 30.0 / um))
 
     def kinds_at(self, x, y):
         g = self.grid
-        return self._rule(g.at("tissue", x, y), g.at("tumor", x, y), g.at("lymph", x, y))
+        return self._rule(g.at("tissue", x, y), g.at("tumor", x, y), g.at("lymph", x, y), g.at("benign", x, y))
 
-    def _rule(self, tissue, tumor, lymph):
+    def _rule(self, tissue, tumor, lymph, benign):
         kinds = np.full(tissue.shape, STROMA, np.uint8)
+        kinds[benign > 0] = BENIGN
         kinds[lymph > 0] = LYMPH
         kinds[tumor >= self.t_tumor] = TUMOR
         kinds[tissue < self.t_tissue] = GLASS
@@ -470,7 +517,7 @@ class _SlideLayout(_Layout):
     def kinds_dense(self, x0, y0, w, h):
         g = self.grid
         fields = []
-        for name, thr in (("tissue", self.t_tissue), ("tumor", self.t_tumor), ("lymph", 0.0)):
+        for name, thr in (("tissue", self.t_tissue), ("tumor", self.t_tumor), ("lymph", 0.0), ("benign", 0.0)):
             lo, hi = g.bounds(name, x0, y0, w, h)
             if lo >= thr or hi < thr:  # the whole block is on one side of the threshold
                 fields.append(np.full((h, w), hi, np.float32))

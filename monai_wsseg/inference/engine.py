@@ -17,6 +17,8 @@ import os
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -26,6 +28,9 @@ from torch.utils.data import DataLoader, Dataset
 from monai_wsseg.inference.tiles import TilePlan, check_tile_settings, plan_tiles
 from monai_wsseg.wsi.slide import Slide, SlideReadError, open_slide
 from monai_wsseg.wsi.tissue import TissueMask, compute_tissue_mask
+
+if TYPE_CHECKING:
+    from monai_wsseg.wsi.stain import MacenkoNormalizer, ReinhardNormalizer
 
 __all__ = ["SlideMap", "WSIInferer"]
 
@@ -101,6 +106,10 @@ class WSIInferer:
         min_tile_tissue: tiles with tissue anywhere in their footprint are kept when 0.
         memory_budget_mb: above this size the map is stitched out of core (``ZarrAvgMerger``).
         progress: show a progress bar.
+        stain_normalizer: e.g. :func:`monai_wsseg.wsi.stain.stain_normalizer`'s result (anything with
+            ``for_slide(pixels) -> transform``). Fitted once per slide on the tissue pixels of a read at
+            the tissue mask's resolution; its transform maps every uint8 tile batch before
+            :meth:`preprocess`. ``None`` (default): tiles go to the network as read.
     """
 
     def __init__(
@@ -123,6 +132,7 @@ class WSIInferer:
         tissue_mpp: float = 8.0,
         memory_budget_mb: float = 2048,
         progress: bool = True,
+        stain_normalizer: ReinhardNormalizer | MacenkoNormalizer | None = None,
     ) -> None:
         if activation not in ("sigmoid", "softmax", "none"):
             raise ValueError(f"activation must be 'sigmoid', 'softmax' or 'none', got {activation!r}")
@@ -142,6 +152,10 @@ class WSIInferer:
         self.batch_size, self.num_workers = batch_size, num_workers
         self.amp = amp and self.device.type == "cuda"
         self.tissue_mpp, self.memory_budget_mb, self.progress = tissue_mpp, memory_budget_mb, progress
+        if stain_normalizer is not None and not callable(getattr(stain_normalizer, "for_slide", None)):
+            raise ValueError(f"WSIInferer: stain_normalizer must have a for_slide(pixels) method, got "
+                             f"{type(stain_normalizer).__name__}")
+        self.stain_normalizer = stain_normalizer
 
     def plan(self, slide: Slide, tissue: TissueMask | None = None) -> TilePlan:
         """The tiles this inferer would run on ``slide`` (computing its tissue mask when not given)."""
@@ -175,6 +189,13 @@ class WSIInferer:
         """
         if not isinstance(slide, Slide):
             slide = open_slide(slide)
+        thumb = None
+        if self.stain_normalizer is not None and tissue is None:
+            # One low-resolution read serves both the tissue mask and the stain fit.
+            thumb = slide.thumbnail(self.tissue_mpp)
+            view = SimpleNamespace(path=slide.path, mpp=slide.mpp, dimensions=slide.dimensions,
+                                   thumbnail=lambda mpp: thumb)
+            tissue = compute_tissue_mask(view, mpp=self.tissue_mpp)
         plan = self.plan(slide, tissue) if plan is None else plan
         map_w, map_h = plan.map_size
         shape = (1, self.num_classes, map_h, map_w)
@@ -182,6 +203,7 @@ class WSIInferer:
             warnings.warn(f"{slide.path}: no tissue found; the maps are empty", stacklevel=2)
             empty = np.full(shape[1:], np.nan, dtype=np.float32)
             return SlideMap(str(slide.path), empty, plan.downsample, plan.map_mpp)
+        stain = None if self.stain_normalizer is None else self._fit_stain(slide, tissue, thumb)
         merger = self._merger(shape, plan)
         self.network.eval()
         loader = DataLoader(
@@ -197,6 +219,8 @@ class WSIInferer:
         unread_tiles: list[tuple[int, int, int, int]] = []
         kept0 = tc * plan.downsample  # level-0 side of a tile's kept part
         for batch, index, ok in _progress(loader, self.progress, slide.path.name):
+            if stain is not None:  # on the uint8 batch, on the device: one slide-wide map, so no seams
+                batch = stain(batch.to(self.device, non_blocking=True))
             with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
                 logits = self.network(self.preprocess(batch))
             if tuple(logits.shape[1:]) != (self.num_classes, expected, expected):
@@ -221,6 +245,11 @@ class WSIInferer:
             logger.warning("%s: %d windows could not be read; their cells are no-data", slide.path, len(unread))
         return SlideMap(str(slide.path), values.astype(np.float32, copy=False), plan.downsample, plan.map_mpp, unread,
                         unread_tiles)
+
+    def _fit_stain(self, slide: Slide, tissue: TissueMask, thumb: np.ndarray | None) -> Callable:
+        from monai_wsseg.wsi.stain import fit_slide_stain
+
+        return fit_slide_stain(self.stain_normalizer, slide, tissue, thumb)
 
     def _merger(self, shape: tuple[int, ...], plan: TilePlan):
         """In-memory ``AvgMerger`` sized to hold the last tiles, or ``ZarrAvgMerger`` above the budget."""

@@ -24,6 +24,29 @@ from monai_wsseg.networks.checkpoint import read_state_dict
 
 __all__ = ["ResNetFCN"]
 
+class ChannelLayerNorm(nn.Module):
+    """LayerNorm over the channels of each position of a ``(B, C, H, W)`` map, with a per-channel affine.
+
+    Every output position depends on that position's features only, as with BatchNorm at inference, so a
+    network trained on small patches computes the same thing on large tiles; unlike BatchNorm it does not
+    depend on the batch either. (GroupNorm averages over the whole input: a 64 px training patch and a
+    1024 px tile would be normalised differently.) Parameter names match BatchNorm's affine weights.
+    """
+
+    def __init__(self, channels: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mean = x.mean(dim=1, keepdim=True)
+        var = (x - mean).pow(2).mean(dim=1, keepdim=True)
+        return (x - mean) * torch.rsqrt(var + self.eps) * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)
+
+
+#: Normalisation layers: BatchNorm (torchvision's default, paper A) or the per-position channel LayerNorm.
+_NORMS = {"batch": nn.BatchNorm2d, "layer": ChannelLayerNorm}
 _FEATURES = {"resnet18": 512, "resnet34": 512, "resnet50": 2048, "resnet101": 2048, "resnet152": 2048}
 
 
@@ -36,6 +59,10 @@ class ResNetFCN(nn.Module):
         output_stride: 32 (plain) or 16 (last stage dilated).
         pretrained_path: optional local torchvision ImageNet state dict (``.pth``) for the backbone; loaded
             with ``weights_only=True``. Nothing is downloaded.
+        norm: ``"batch"`` (BatchNorm, paper A) or ``"layer"`` (:class:`ChannelLayerNorm`). With BatchNorm a
+            MIL step normalises over the few slides of its bags, so the network can score a patch relative
+            to the others in its batch, and the maps it draws at inference (running statistics) are not the
+            scores it was trained on; the channel LayerNorm is the same in training and at inference.
     """
 
     def __init__(
@@ -44,8 +71,11 @@ class ResNetFCN(nn.Module):
         num_classes: int = 1,
         output_stride: int = 16,
         pretrained_path: str | os.PathLike | None = None,
+        norm: str = "batch",
     ) -> None:
         super().__init__()
+        if norm not in _NORMS:
+            raise ValueError(f"norm must be one of {', '.join(_NORMS)}, got {norm!r}")
         if backbone not in _FEATURES:
             raise ValueError(f"unknown backbone {backbone!r}; choose one of {', '.join(_FEATURES)}")
         if output_stride not in (16, 32):
@@ -55,15 +85,19 @@ class ResNetFCN(nn.Module):
         dilate = [False, False, output_stride == 16]
         if backbone in ("resnet18", "resnet34"):
             # BasicBlock ResNets refuse replace_stride_with_dilation; dilate layer4 by hand below.
-            net = getattr(models, backbone)(weights=None)
+            net = getattr(models, backbone)(weights=None, norm_layer=_NORMS[norm])
             if output_stride == 16:
                 dilate_basic_layer(net.layer4)
         else:
-            net = getattr(models, backbone)(weights=None, replace_stride_with_dilation=dilate)
+            net = getattr(models, backbone)(weights=None, replace_stride_with_dilation=dilate,
+                                            norm_layer=_NORMS[norm])
         if pretrained_path is not None:
             state = read_state_dict(pretrained_path, missing="pretrained weights", unreadable=f"{backbone} weights")
             missing, unexpected = net.load_state_dict(state, strict=False)
-            bad = [k for k in missing if not k.startswith("fc.")] + [k for k in unexpected if not k.startswith("fc.")]
+            # the channel LayerNorm keeps BatchNorm's affine weights but has no running statistics to load
+            stats = ("running_mean", "running_var", "num_batches_tracked") if norm == "layer" else ()
+            bad = [k for k in missing if not k.startswith("fc.")] + [
+                k for k in unexpected if not k.startswith("fc.") and not k.endswith(stats)]
             if bad:
                 raise ValueError(f"{pretrained_path}: not {backbone} weights (mismatched keys: {bad[:5]})")
         self.output_stride = output_stride

@@ -6,7 +6,8 @@ are only standardised. A bag is the ``(N, 3, P, P)`` uint8 tensor that
 :class:`~monai_wsseg.data.bags.SlideBagDataset` hands to its ``transform``:
 
 * :class:`RandBagAugment` — per patch: one of the 8 dihedral transforms (rot90 × horizontal flip), then
-  colour jitter (brightness, contrast, saturation, hue); output float32 in [0, 1].
+  optional HED stain jitter (:func:`monai_wsseg.wsi.stain.hed_jitter`, off by default), then colour jitter
+  (brightness, contrast, saturation, hue); output float32 in [0, 1].
 * :class:`BagStandardize` — ``(x / 255 - mean) / std`` per channel, statistics in [0, 1] units
   (``scripts/compute_stats.py`` computes them on the training split).
 * :func:`bag_transform` — both (training) or standardisation only (evaluation), as a MONAI ``Compose``
@@ -28,6 +29,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 from monai.transforms import Compose, Randomizable, Transform
+
+from monai_wsseg.wsi.stain import hed_jitter
 
 __all__ = ["BagStandardize", "RandBagAugment", "bag_transform", "hue_matrices"]
 
@@ -99,6 +102,11 @@ class RandBagAugment(Randomizable, Transform):
     equally likely. Both parts are vectorised over the bag: one gather (through an ``(N, P·P)`` int64
     pixel table, 60 MB for 150 × 224²) and one batched matmul.
 
+    Stain (Tellez et al. 2018), when ``hed_sigma`` or ``hed_bias`` > 0: each patch's H, E and DAB
+    concentrations (Ruifrok–Johnston unmixing of its optical density) become ``c·a + b``, ``a ~ U[1 − hed_sigma,
+    1 + hed_sigma]`` and ``b ~ U[−hed_bias, hed_bias]`` (OD units) per stain; a cohort whose slides differ in
+    colour cast then cannot be told apart by colour alone. It runs after the geometry, before the colour jitter.
+
     Colour (torchvision ``ColorJitter`` ranges, fixed order brightness → contrast → saturation → hue):
 
     * brightness ``x·b``, ``b ~ U[1 − brightness, 1 + brightness]``;
@@ -121,6 +129,9 @@ class RandBagAugment(Randomizable, Transform):
         hue: maximum hue shift in [0, 0.5] turns; 0 disables it.
         prob: probability that a patch is augmented at all (independently per patch); the others are
             only converted to float.
+        hed_sigma: HED concentration scale jitter in [0, 1]; hed_bias: HED offset jitter in [0, 1] OD
+            units. Both 0 (the default) disable the step, and then no draw is made for it, so the random
+            stream and the output are those of a RandBagAugment without these arguments.
 
     Input: ``(N, 3, P, P)`` uint8, or floating point in [0, 1]. Output: ``(N, 3, P, P)`` float32 in [0, 1].
     """
@@ -134,6 +145,8 @@ class RandBagAugment(Randomizable, Transform):
         saturation: float = 0.1,
         hue: float = 0.02,
         prob: float = 1.0,
+        hed_sigma: float = 0.0,
+        hed_bias: float = 0.0,
     ) -> None:
         self.rot90, self.flip = bool(rot90), bool(flip)
         self.brightness = _check_jitter("brightness", brightness, 1.0)
@@ -141,10 +154,15 @@ class RandBagAugment(Randomizable, Transform):
         self.saturation = _check_jitter("saturation", saturation, 1.0)
         self.hue = _check_jitter("hue", hue, 0.5)
         self.prob = _check_jitter("prob", prob, 1.0)
+        self.hed_sigma = _check_jitter("hed_sigma", hed_sigma, 1.0)
+        self.hed_bias = _check_jitter("hed_bias", hed_bias, 1.0)
         self.colour = any(v > 0 for v in (self.brightness, self.contrast, self.saturation, self.hue))
-        # Per-patch draws of the last randomize(): geometry code k + 4·flip, and colour factors.
+        self.stain = self.hed_sigma > 0 or self.hed_bias > 0
+        # Per-patch draws of the last randomize(): geometry code k + 4·flip, colour factors, and HED
+        # concentration scales and offsets (N, 3) each (identity when the stain step is off).
         self.codes = np.zeros(0, dtype=np.int64)
         self.factors = np.zeros((0, 4))
+        self.hed_scale, self.hed_shift = np.ones((0, 3)), np.zeros((0, 3))
 
     def randomize(self, data: int | torch.Tensor) -> None:
         """Draw the transforms of a bag of ``data`` patches (an int, or the bag itself)."""
@@ -159,6 +177,14 @@ class RandBagAugment(Randomizable, Transform):
         codes[keep] = 0
         factors[keep] = (1.0, 1.0, 1.0, 0.0)
         self.codes, self.factors = codes.astype(np.int64), factors
+        # Drawn last and only when enabled, so configs without stain jitter keep their random stream.
+        if self.stain:
+            scale = self.R.uniform(1.0 - self.hed_sigma, 1.0 + self.hed_sigma, size=(n, 3))
+            shift = self.R.uniform(-self.hed_bias, self.hed_bias, size=(n, 3))
+            scale[keep], shift[keep] = 1.0, 0.0
+        else:
+            scale, shift = np.ones((n, 3)), np.zeros((n, 3))
+        self.hed_scale, self.hed_shift = scale, shift
 
     def __call__(self, bag: torch.Tensor | np.ndarray, randomize: bool = True) -> torch.Tensor:
         """Augment ``bag`` ``(N, 3, P, P)``; ``randomize=False`` reuses the last draws (same N)."""
@@ -179,6 +205,8 @@ class RandBagAugment(Randomizable, Transform):
         out = out.to(torch.float32, copy=out is bag)  # the output never aliases the caller's tensor
         if bag.dtype == torch.uint8:
             out.div_(255.0)
+        if self.stain:
+            out = hed_jitter(out, self.hed_scale, self.hed_shift)
         if self.colour:
             out = _colour_jitter(out, self.factors)
         return out

@@ -65,3 +65,33 @@ def test_unreadable_slide_is_reported_not_raised(slides, tmp_path):
 def test_bad_labels_are_refused(slides):
     with pytest.raises(ValueError, match="s0.tif: a MIL bag needs a slide label 0 or 1"):
         SlideBagDataset([(slides[0], 2)])
+
+
+def test_bags_per_slide_draws_new_bags_of_each_slide(slides):
+    ds = SlideBagDataset([(slides[0], 1), (slides[1], 0)], bag_size=4, patch_size=64, mpp=1.0, bags_per_slide=3)
+    assert len(ds) == 6 and ds.labels == [1, 0, 1, 0, 1, 0]
+    assert ds[2]["slide"] == ds[0]["slide"] == str(slides[0])
+    assert not torch.equal(ds[0]["positions"], ds[2]["positions"])
+    with pytest.raises(ValueError, match="bags_per_slide"):
+        SlideBagDataset([(slides[0], 1)], bags_per_slide=0)
+
+
+class _Tint:
+    """A stain normaliser whose slide transform records how often it was fitted and inverts the patches."""
+
+    def __init__(self):
+        self.fits = 0
+
+    def for_slide(self, pixels):
+        self.fits += 1
+        assert pixels.ndim == 2 and pixels.shape[1] == 3 and len(pixels)
+        return lambda batch: 255 - batch
+
+
+def test_stain_normalizer_is_fitted_once_per_slide_and_maps_patches(slides):
+    norm = _Tint()
+    plain = SlideBagDataset([(slides[0], 1)], bag_size=4, patch_size=64, mpp=1.0)
+    ds = SlideBagDataset([(slides[0], 1)], bag_size=4, patch_size=64, mpp=1.0, stain_normalizer=norm)
+    first, again = ds[0], ds[0]
+    assert norm.fits == 1
+    assert torch.allclose(first["image"], 1 - plain[0]["image"]) and torch.equal(first["image"], again["image"])

@@ -43,3 +43,25 @@ def test_bad_arguments():
         ResNetFCN("vgg16")
     with pytest.raises(ValueError, match="output_stride must be 16 or 32"):
         ResNetFCN("resnet18", output_stride=8)
+
+
+def test_layer_norm_has_no_batch_or_size_dependence():
+    torch.manual_seed(0)
+    net = ResNetFCN("resnet18", output_stride=16, norm="layer").train()
+    x = torch.randn(4, 3, 64, 64)
+    alone = net(x[:1])
+    together = net(x)[:1]
+    assert torch.allclose(alone, together, atol=1e-5)
+    assert torch.allclose(net.eval()(x[:1]), alone, atol=1e-5)  # training and inference agree
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules())
+    with pytest.raises(ValueError, match="norm must be"):
+        ResNetFCN("resnet18", norm="group")
+
+
+def test_layer_norm_takes_batchnorm_pretrained_weights(tmp_path):
+    from torchvision import models
+
+    path = tmp_path / "r18.pth"
+    torch.save(models.resnet18(weights=None).state_dict(), path)
+    net = ResNetFCN("resnet18", pretrained_path=path, norm="layer")
+    assert net(torch.randn(1, 3, 64, 64)).shape == (1, 1, 4, 4)

@@ -349,3 +349,76 @@ def test_dataset_with_bag_transform(cohort):
     item = ds[0]
     assert item["image"].dtype == torch.float32 and item["image"].shape == (6, 3, 64, 64)
     assert torch.isfinite(item["image"]).all()
+
+
+# ------------------------------------------------------------------------------------ HED stain jitter
+def test_hed_defaults_keep_the_old_stream_and_output_bit_for_bit():
+    bag = random_bag(12, 8, seed=11)
+    old, new = RandBagAugment(), RandBagAugment(hed_sigma=0.0, hed_bias=0.0)
+    old.set_random_state(21)
+    new.set_random_state(21)
+    for _ in range(2):  # the stream stays in step over successive bags too
+        assert torch.equal(old(bag), new(bag))
+    assert old.R.uniform() == new.R.uniform()
+    assert not new.stain and np.array_equal(new.hed_scale, np.ones((12, 3)))
+    # The draws are today's sequence exactly (k, flip, b, c, s, h, keep), with nothing after it.
+    replay = np.random.RandomState(8)
+    fresh = RandBagAugment(hed_sigma=0.0, hed_bias=0.0, prob=0.5)
+    fresh.set_random_state(8)
+    fresh.randomize(12)
+    k, f = replay.randint(0, 4, size=12), replay.randint(0, 2, size=12)
+    bcs = [replay.uniform(1 - v, 1 + v, size=12) for v in (0.1, 0.1, 0.1)]
+    h, keep = replay.uniform(-0.02, 0.02, size=12), replay.uniform(size=12) >= 0.5
+    assert np.array_equal(fresh.codes, np.where(keep, 0, k + 4 * f))
+    assert np.array_equal(fresh.factors[~keep], np.stack([*bcs, h], axis=1)[~keep])
+    assert fresh.R.uniform() == replay.uniform()
+    # Enabling it leaves every earlier draw as it was: the HED factors are drawn last.
+    hed = RandBagAugment(hed_sigma=0.1, hed_bias=0.05)
+    ref = RandBagAugment()
+    hed.set_random_state(4)
+    ref.set_random_state(4)
+    hed(bag)
+    ref(bag)
+    assert np.array_equal(hed.codes, ref.codes) and np.array_equal(hed.factors, ref.factors)
+
+
+def test_hed_jitter_in_the_bag_augmentation():
+    same = random_bag(1, 8, seed=12).repeat(24, 1, 1, 1)
+    aug = RandBagAugment(rot90=False, flip=False, **NO_COLOUR, hed_sigma=0.2, hed_bias=0.1)
+    aug.set_random_state(0)
+    out = aug(same)
+    assert out.dtype == torch.float32 and float(out.min()) >= 0 and float(out.max()) <= 1
+    assert len({out[i].numpy().tobytes() for i in range(24)}) == 24  # its own stain draw per patch
+    assert np.all(np.abs(aug.hed_scale - 1) <= 0.2) and np.all(np.abs(aug.hed_shift) <= 0.1)
+    from monai_wsseg.wsi.stain import hed_jitter
+
+    torch.testing.assert_close(out, hed_jitter(same.float() / 255, aug.hed_scale, aug.hed_shift), atol=0, rtol=0)
+    again = RandBagAugment(rot90=False, flip=False, **NO_COLOUR, hed_sigma=0.2, hed_bias=0.1)
+    again.set_random_state(0)
+    assert torch.equal(again(same), out)
+
+
+def test_hed_step_sits_between_geometry_and_colour():
+    from monai_wsseg.transforms.bag import _dihedral
+    from monai_wsseg.wsi.stain import hed_jitter
+
+    bag = random_bag(40, 8, seed=13)
+    aug = RandBagAugment(hed_sigma=0.1, hed_bias=0.05, prob=0.5)
+    aug.set_random_state(2)
+    out = aug(bag)
+    stained = hed_jitter(_dihedral(bag, aug.codes).float() / 255, aug.hed_scale, aug.hed_shift)
+    assert torch.equal(out, _colour_jitter(stained, aug.factors))
+    # Patches that prob leaves alone get no stain jitter either.
+    plain = np.all(aug.hed_scale == 1.0, axis=1) & np.all(aug.hed_shift == 0.0, axis=1)
+    assert 5 < plain.sum() < 35
+    assert np.all(aug.factors[plain] == (1.0, 1.0, 1.0, 0.0)) and np.all(aug.codes[plain] == 0)
+    assert torch.equal(out[torch.from_numpy(plain)], bag[torch.from_numpy(plain)].float() / 255)
+
+
+def test_hed_arguments_are_validated_and_pass_through_bag_transform():
+    for bad in (dict(hed_sigma=-0.1), dict(hed_sigma=1.5), dict(hed_bias=2.0), dict(hed_bias=float("nan"))):
+        with pytest.raises(ValueError, match="RandBagAugment: hed_"):
+            RandBagAugment(**bad)
+    tf = bag_transform(True, MEAN, STD, hed_sigma=0.05, hed_bias=0.02)
+    assert tf.transforms[0].hed_sigma == 0.05 and tf.transforms[0].hed_bias == 0.02
+    assert torch.isfinite(tf(random_bag(3, 8))).all()

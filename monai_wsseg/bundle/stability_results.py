@@ -1,0 +1,211 @@
+"""One seed's outcome in a stability study (:class:`SeedResult`), judged against the floors
+(:func:`check_floors`), and the training and evaluation outputs its figures are read from
+(``validation.csv``, ``evaluation.csv``). No torch / monai needed.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from monai_wsseg.bundle.stability_protocol import Floors
+from monai_wsseg.bundle_runs import one_line
+
+__all__ = [
+    "AUC_COLUMN", "FIGURES", "KEY_METRIC", "LABEL_METRIC", "SeedResult", "StabilityResults", "check_floors",
+    "curve_figures", "read_pooled", "read_validation_curve",
+]
+
+#: Per-seed figures, in table order.
+FIGURES: tuple[str, ...] = (
+    "kept_test_auc", "last_test_auc", "label_test_auc", "selection_gap", "lab2_auc",
+    "best_epoch", "min_val_after_warmup", "final_val",
+)
+
+#: Validation metric that chooses ``model.pt``, and the one from slide labels that chooses ``model_label.pt``.
+KEY_METRIC = "val_auc"
+LABEL_METRIC = "val_label_score"
+
+#: Column of ``evaluation.csv`` that is the judged AUC: pooled over the tissue cells of the test slides.
+AUC_COLUMN = "auc_without_background"
+
+
+def _nan_figures() -> dict[str, float]:
+    return {k: math.nan for k in FIGURES}
+
+
+@dataclass
+class SeedResult:
+    """One seed's outcome; figures are NaN when missing.
+
+    ``curve`` is the validation curve, ``{"epoch": [...], metric: [...]}``; ``notes`` says what was not
+    evaluated and why. ``violations`` and ``unchecked`` are filled by :func:`check_floors` (not stored).
+    """
+
+    seed: int
+    status: str = "pending"  # "done" (run now), "resumed" (read back), "failed"
+    error: str = ""
+    figures: dict[str, float] = field(default_factory=_nan_figures)
+    curve: dict[str, list[float]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    train_seconds: float = math.nan
+    eval_seconds: float = math.nan
+    settings: dict[str, Any] = field(default_factory=dict)
+    violations: list[str] = field(default_factory=list)
+    unchecked: list[str] = field(default_factory=list)
+
+    @property
+    def epochs(self) -> float:
+        """Validation epochs in the curve; NaN without one (blank in the tables, not 0)."""
+        return float(len(self.curve["epoch"])) if self.curve.get("epoch") else math.nan
+
+    def verdict(self) -> str:
+        """``pass``, ``failed: <error>`` or ``below floor: <violations>``."""
+        if self.status == "failed":
+            return f"failed: {self.error}"
+        if self.violations:
+            return "below floor: " + "; ".join(self.violations)
+        return "pass"
+
+    def to_json(self) -> str:
+        data = {"seed": self.seed, "figures": {k: _json_number(v) for k, v in self.figures.items()},
+                "curve": {k: [_json_number(x) for x in v] for k, v in self.curve.items()}, "notes": self.notes,
+                "train_seconds": _json_number(self.train_seconds), "eval_seconds": _json_number(self.eval_seconds),
+                "settings": self.settings}
+        return json.dumps(data, indent=2, default=str) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> SeedResult:
+        """The result a ``result.json`` holds, status ``resumed``.
+
+        Raises:
+            ValueError: not a result file.
+        """
+        try:
+            data = json.loads(text)
+            figures = _nan_figures()
+            figures.update({k: _float(v) for k, v in data["figures"].items() if k in figures})
+            return cls(seed=int(data["seed"]), status="resumed", figures=figures,
+                       curve={k: [_float(x) for x in v] for k, v in data.get("curve", {}).items()},
+                       notes=[str(n) for n in data.get("notes", [])],
+                       train_seconds=_float(data.get("train_seconds")), eval_seconds=_float(data.get("eval_seconds")),
+                       settings=dict(data.get("settings", {})))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ValueError(f"not a stability result ({one_line(exc)})") from None
+
+
+def _json_number(v: float) -> float | None:
+    return None if v is None or (isinstance(v, float) and math.isnan(v)) else v  # JSON has no NaN
+
+
+def _float(v: Any) -> float:
+    if v is None or v == "":
+        return math.nan
+    return float(v)
+
+
+def read_validation_curve(path: str | os.PathLike) -> dict[str, list[float]]:
+    """``validation.csv`` → ``{"epoch": [...], metric: [...]}`` sorted by epoch; blank cells are NaN.
+
+    An epoch listed twice (a resumed training repeating one) keeps its last row.
+
+    Raises:
+        ValueError: no ``epoch`` column.
+    """
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        if reader.fieldnames is None or "epoch" not in reader.fieldnames:
+            raise ValueError(f"{path}: no 'epoch' column")
+        metrics = [c for c in reader.fieldnames if c != "epoch"]
+        by_epoch: dict[int, dict[str, float]] = {}
+        for row in reader:
+            values: dict[str, float] = {}
+            for c in metrics:
+                try:
+                    values[c] = _float(row.get(c))
+                except ValueError:  # a non-numeric column (a note): not a curve
+                    values[c] = math.nan
+            by_epoch[int(float(row["epoch"]))] = values
+    epochs = sorted(by_epoch)
+    curve: dict[str, list[float]] = {"epoch": [float(e) for e in epochs]}
+    for c in metrics:
+        curve[c] = [by_epoch[e][c] for e in epochs]
+    return curve
+
+
+def curve_figures(curve: Mapping[str, Sequence[float]], warmup: int) -> dict[str, float]:
+    """``best_epoch`` (first epoch of the highest :data:`KEY_METRIC`, the one ``model.pt`` holds: the saver
+    replaces it on a strict improvement only), ``min_val_after_warmup`` (over epochs > ``warmup``) and
+    ``final_val``; NaN where the curve cannot tell (undefined epochs are left out)."""
+    out = {"best_epoch": math.nan, "min_val_after_warmup": math.nan, "final_val": math.nan}
+    epochs, values = list(curve.get("epoch", [])), list(curve.get(KEY_METRIC, []))
+    if not epochs or len(values) != len(epochs):
+        return out
+    known = [(e, v) for e, v in zip(epochs, values) if not math.isnan(v)]
+    if known:
+        best = max(v for _, v in known)
+        out["best_epoch"] = next(e for e, v in known if v == best)
+    after = [v for e, v in known if e > warmup]
+    if after:
+        out["min_val_after_warmup"] = min(after)
+    out["final_val"] = values[-1]
+    return out
+
+
+def read_pooled(path: str | os.PathLike) -> tuple[float, float]:
+    """``(test AUC over tissue cells, threshold)`` of the ``pooled`` row of an ``evaluation.csv``.
+
+    Raises:
+        ValueError: the file has no pooled row.
+    """
+    with open(path, newline="", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            if row.get("scope") == "pooled":
+                return _float(row.get(AUC_COLUMN)), _float(row.get("threshold"))
+    raise ValueError(f"{path}: no 'pooled' row")
+
+
+def check_floors(result: SeedResult, floors: Floors) -> SeedResult:
+    """Fill ``result.violations`` (``"kept_test_auc 0.9123 < 0.95"``) and ``result.unchecked`` (floors
+    whose figure is missing, e.g. no epoch after warm-up); a failed seed is judged by its status alone."""
+    result.violations, result.unchecked = [], []
+    if result.status == "failed":
+        return result
+    for _, figure, op, limit in floors.rules():
+        value = result.figures.get(figure, math.nan)
+        if math.isnan(value):
+            result.unchecked.append(figure)
+        elif (op == "≥" and value < limit) or (op == "≤" and value > limit):
+            result.violations.append(f"{figure} {value:.4f} {'<' if op == '≥' else '>'} {limit:g}")
+    return result
+
+
+@dataclass
+class StabilityResults:
+    """Every seed's outcome, judged, and the files written."""
+
+    seeds: list[SeedResult]
+    floors: Floors
+    csv: Path | None = None
+    markdown: Path | None = None
+    plot: Path | None = None
+
+    @property
+    def failed(self) -> list[SeedResult]:
+        """Seeds that raised (training or evaluation)."""
+        return [r for r in self.seeds if r.status == "failed"]
+
+    @property
+    def below_floor(self) -> list[SeedResult]:
+        return [r for r in self.seeds if r.violations]
+
+    @property
+    def passed(self) -> bool:
+        """Every seed ran and cleared every floor."""
+        return not self.failed and not self.below_floor

@@ -1,0 +1,77 @@
+"""Checkpoint selection for MIL training, with or without expert masks on the validation slides.
+
+With masks, the key validation metric is the pixel AUC of the maps (:class:`TumorAUC`). Without them (the
+common case: a cohort labelled per slide), it is :class:`SlideLabelScore`, the tumor-versus-normal margin
+of :func:`~monai_wsseg.metrics.slide_labels.label_margin`, computed from slide labels alone. Both are
+computed whenever they can be, so a run with masks also records which checkpoint the labels alone would
+have chosen (``models/model_label.pt``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from ignite.metrics import Metric
+
+from monai_wsseg.data.manifest import SlideRecord
+from monai_wsseg.metrics.slide_labels import label_margin, top_fraction_mean
+
+__all__ = ["SlideLabelScore", "additional_metrics", "key_metric"]
+
+
+class SlideLabelScore(Metric):
+    """:func:`label_margin` of the validation slides' top-``fraction`` means (no mask needed).
+
+    ``update`` takes the evaluator output ``{"prob": (h, w), "tissue": (h, w) bool, "label": 0/1, ...}``;
+    an output without ``"prob"`` (an unreadable slide) is ignored. Pooled over ranks under
+    ``torch.distributed``.
+
+    Args:
+        fraction: share of each slide's tissue cells averaged (default 0.1: tumor slides of the cohorts this
+            project knows hold 10–40 % tumor, so their top tenth is tumor when the map is right).
+    """
+
+    def __init__(self, fraction: float = 0.1, output_transform=lambda x: x, device: str | torch.device = "cpu") -> None:
+        self.fraction = float(fraction)
+        super().__init__(output_transform=output_transform, device=device)
+
+    def iteration_completed(self, engine) -> None:
+        self.update(self._output_transform(engine.state.output))
+
+    def reset(self) -> None:
+        self._slides: list[tuple[float, int]] = []
+
+    def update(self, output: dict) -> None:
+        if not output or "prob" not in output or output.get("label") not in (0, 1):
+            return
+        score = top_fraction_mean(output["prob"], output["tissue"], self.fraction)
+        if np.isfinite(score):
+            self._slides.append((score, int(output["label"])))
+
+    def compute(self) -> float:
+        slides = self._slides
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            gathered: list = [None] * dist.get_world_size()
+            dist.all_gather_object(gathered, slides)
+            slides = [s for part in gathered for s in part]
+        return label_margin([s for s, _ in slides], [lab for _, lab in slides])
+
+
+def _has_masks(slides: Sequence[SlideRecord]) -> bool:
+    return any(r.label == 1 and r.mask is not None for r in slides)
+
+
+def key_metric(slides: Sequence[SlideRecord], fraction: float = 0.1) -> dict[str, Metric]:
+    """The key validation metric for these slides: ``{"val_auc": TumorAUC()}`` when a tumor slide has a
+    mask, else ``{"val_label_score": SlideLabelScore(fraction)}``."""
+    from monai_wsseg.engines.mil_validation import TumorAUC  # the evaluator's module imports this one
+
+    return {"val_auc": TumorAUC()} if _has_masks(slides) else {"val_label_score": SlideLabelScore(fraction)}
+
+
+def additional_metrics(slides: Sequence[SlideRecord], fraction: float = 0.1) -> dict[str, Metric]:
+    """The label score beside the key metric when that is the pixel AUC (else nothing more to add)."""
+    return {"val_label_score": SlideLabelScore(fraction)} if _has_masks(slides) else {}
