@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["label_margin", "top_fraction_mean"]
+__all__ = ["label_margin", "top_cells", "top_cells_auc", "top_fraction_mean"]
 
 
 def top_fraction_mean(prob: np.ndarray, valid: np.ndarray, fraction: float = 0.1) -> float:
@@ -53,3 +53,34 @@ def label_margin(scores: Sequence[float], labels: Sequence[int]) -> float:
     if not pos.size or not neg.size:
         return float("nan")
     return float(pos.mean() - neg.mean())  # the mean of all pairwise differences
+
+
+def top_cells(prob: np.ndarray, valid: np.ndarray, fraction: float = 0.1) -> np.ndarray:
+    """The highest ``fraction`` of ``prob`` over the ``valid`` cells (finite values only), as a 1-D array."""
+    if not 0 < fraction <= 1:
+        raise ValueError(f"top_cells: fraction must be in (0, 1], got {fraction}")
+    values = np.asarray(prob, np.float64)[np.asarray(valid, bool)]
+    values = values[np.isfinite(values)]
+    if not values.size:
+        return values
+    k = max(1, int(round(fraction * values.size)))
+    return np.partition(values, values.size - k)[values.size - k:]
+
+
+def top_cells_auc(tumor_tops: Sequence[np.ndarray], normal_cells: Sequence[np.ndarray]) -> float:
+    """AUC of the tumor slides' top cells (positives) against every tissue cell of the normal slides.
+
+    Rank-based (Mann–Whitney, ties count half), so it does not depend on how the probabilities are
+    calibrated: 0.5 for a constant map, near 0.5 for an inverted one (whose hottest cells are normal
+    tissue, as hot on normal slides), 1 when each tumor slide's hottest tenth is hotter than any normal
+    tissue. NaN without cells of both kinds.
+    """
+    from scipy.stats import rankdata
+
+    pos = np.concatenate([np.asarray(t, np.float64).ravel() for t in tumor_tops]) if tumor_tops else np.zeros(0)
+    neg = np.concatenate([np.asarray(t, np.float64).ravel() for t in normal_cells]) if normal_cells else np.zeros(0)
+    pos, neg = pos[np.isfinite(pos)], neg[np.isfinite(neg)]
+    if not pos.size or not neg.size:
+        return float("nan")
+    ranks = rankdata(np.concatenate([pos, neg]))
+    return float((ranks[: pos.size].sum() - pos.size * (pos.size + 1) / 2) / (pos.size * neg.size))

@@ -17,13 +17,14 @@ import torch.distributed as dist
 from ignite.metrics import Metric
 
 from monai_wsseg.data.manifest import SlideRecord
-from monai_wsseg.metrics.slide_labels import label_margin, top_fraction_mean
+from monai_wsseg.metrics.slide_labels import top_cells, top_cells_auc
 
 __all__ = ["SlideLabelScore", "additional_metrics", "key_metric"]
 
 
 class SlideLabelScore(Metric):
-    """:func:`label_margin` of the validation slides' top-``fraction`` means (no mask needed).
+    """:func:`~monai_wsseg.metrics.slide_labels.top_cells_auc` of the validation slides (no mask needed):
+    the tumor slides' top ``fraction`` of tissue cells against all tissue cells of the normal slides.
 
     ``update`` takes the evaluator output ``{"prob": (h, w), "tissue": (h, w) bool, "label": 0/1, ...}``;
     an output without ``"prob"`` (an unreadable slide) is ignored. Pooled over ranks under
@@ -42,22 +43,23 @@ class SlideLabelScore(Metric):
         self.update(self._output_transform(engine.state.output))
 
     def reset(self) -> None:
-        self._slides: list[tuple[float, int]] = []
+        self._cells: list[tuple[np.ndarray, int]] = []
 
     def update(self, output: dict) -> None:
         if not output or "prob" not in output or output.get("label") not in (0, 1):
             return
-        score = top_fraction_mean(output["prob"], output["tissue"], self.fraction)
-        if np.isfinite(score):
-            self._slides.append((score, int(output["label"])))
+        prob, valid = np.asarray(output["prob"], np.float32), np.asarray(output["tissue"], bool)
+        cells = top_cells(prob, valid, self.fraction) if output["label"] == 1 else prob[valid & np.isfinite(prob)]
+        if cells.size:
+            self._cells.append((cells.astype(np.float32), int(output["label"])))
 
     def compute(self) -> float:
-        slides = self._slides
+        cells = self._cells
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
             gathered: list = [None] * dist.get_world_size()
-            dist.all_gather_object(gathered, slides)
-            slides = [s for part in gathered for s in part]
-        return label_margin([s for s, _ in slides], [lab for _, lab in slides])
+            dist.all_gather_object(gathered, cells)
+            cells = [c for part in gathered for c in part]
+        return top_cells_auc([c for c, lab in cells if lab == 1], [c for c, lab in cells if lab == 0])
 
 
 def _has_masks(slides: Sequence[SlideRecord]) -> bool:

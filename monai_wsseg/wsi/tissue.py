@@ -172,6 +172,36 @@ def _pen_rules(hue: np.ndarray, sat: np.ndarray, val: np.ndarray, *, loose: bool
     return green | blue | red | black
 
 
+#: Hues (degrees) of H&E stain at low resolution, hematoxylin purple to eosin pink (see _pen_rules).
+HE_HUES = (255.0, 355.0)
+#: Otherwise pixels within this hue distance (degrees) of the slide's own stain hue are ink only when vivid.
+CAST_HUE_TOLERANCE = 20.0
+#: Saturation from which a pixel near the stain's own hue is still marker ink.
+VIVID_INK_SATURATION = 0.5
+
+
+def _stain_hue(hue: np.ndarray, sat: np.ndarray, val: np.ndarray,
+               hues: tuple[float, float] | None = None) -> float | None:
+    """The slide's own stain hue: circular mean over moderately saturated, not-white, not-black pixels
+    (only those with hue in ``hues`` when given); ``None`` when too few or no one hue dominates. Marker
+    ink of the opposite hue (green ink on pink tissue) cancels in the mean rather than dragging it."""
+    stained = (sat > S_FLOOR) & (sat < 0.6) & (val < 0.92) & (val >= 0.45)
+    if hues is not None:
+        stained &= (hue >= hues[0]) & (hue < hues[1])
+    if stained.sum() < 100:
+        return None
+    rad = np.deg2rad(hue[stained])
+    c, s = float(np.cos(rad).mean()), float(np.sin(rad).mean())
+    if math.hypot(c, s) < 0.5:  # no one hue (noise, a mix of inks): no stain hue to trust
+        return None
+    return float(np.rad2deg(np.arctan2(s, c)) % 360.0)
+
+
+def _is_cast(hue: float | None) -> bool:
+    """Whether a stain hue lies outside H&E's (a grey-green or brown cast)."""
+    return hue is not None and not HE_HUES[0] <= hue <= HE_HUES[1]
+
+
 def _pen_from_smooth(smooth: Planes, mpp: float) -> np.ndarray:
     """(H, W) bool pen mask from the 1 px-smoothed R, G, B planes of an image at ``mpp`` µm/px."""
     sigma = PEN_SMOOTH_UM / mpp
@@ -183,6 +213,21 @@ def _pen_from_smooth(smooth: Planes, mpp: float) -> np.ndarray:
     if not strict.any():
         return strict
     loose = _pen_rules(hue, sat, val, loose=True) | strict
+    # Ink must differ in hue from the slide's own stain: a second lab's bluer haematoxylin (hue ~255) or
+    # a scanner's cast would otherwise be read as blue or green marker over the whole tissue. Pixels near
+    # the slide's own haematoxylin hue (or, on a cast slide, its stain hue) are ink only when vivid; red ink
+    # stays as it was, eosin's hue being too close to red to loosen anything there.
+    own = _stain_hue(hue, sat, val)
+    if own is not None:
+        if _is_cast(own):
+            anchor = own
+        else:
+            anchor = _stain_hue(hue, sat, val, hues=(200.0, 300.0))  # the haematoxylin
+        if anchor is not None:
+            near = np.abs((hue - anchor + 180.0) % 360.0 - 180.0) < CAST_HUE_TOLERANCE
+            near &= (val >= 0.45) & (sat < VIVID_INK_SATURATION)  # black ink keeps its darkness rule
+            strict &= ~near
+            loose &= ~near
     steps = max(1, int(round(PEN_HALO_UM / mpp)))
     # Geodesic growth: strict ink spreads only through loose-ink pixels, at most `steps` pixels.
     pen = ndi.binary_dilation(strict, structure=np.ones((3, 3), bool), iterations=steps, mask=loose)
@@ -256,7 +301,12 @@ def tissue_mask_from_rgb(
     else:
         threshold = float(np.clip(threshold_otsu(candidates), S_FLOOR, S_CEILING))
 
-    mask = (sat > threshold) & not_white & ~pen
+    hue, _, val = _hsv(smooth)
+    if _is_cast(_stain_hue(hue, sat, val)):
+        # A cast greys the stain: its saturation says little, but glass stays white.
+        mask = not_white & ~pen
+    else:
+        mask = (sat > threshold) & not_white & ~pen
 
     px_area = mpp * mpp
     min_object_px = int(math.ceil(min_object_um2 / px_area))

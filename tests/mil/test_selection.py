@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from monai_wsseg.data.manifest import SlideRecord
-from monai_wsseg.metrics.slide_labels import label_margin, top_fraction_mean
+from monai_wsseg.metrics.slide_labels import label_margin, top_cells, top_cells_auc, top_fraction_mean
 from monai_wsseg.mil import SlideLabelScore, additional_metrics, key_metric
 
 
@@ -43,7 +43,16 @@ def test_slide_label_score_metric_tells_right_from_inverted_maps():
     inverted = np.where(is_tumor, 0.0, 0.9)  # everything but tumor lights up, on both slides
     for out in (_out(inverted, 1), _out(np.full((10, 10), 0.9), 0)):
         metric.update(out)
-    assert good == pytest.approx(0.8) and metric.compute() == pytest.approx(0.0)
+    assert good == pytest.approx(1.0) and metric.compute() == pytest.approx(0.5)
+
+
+def test_top_cells_auc_is_rank_based():
+    tops = [np.array([0.003, 0.004])]
+    normal = [np.array([0.001, 0.002, 0.001])]
+    assert top_cells_auc(tops, normal) == 1.0  # tiny probabilities, right ranking
+    assert top_cells_auc([np.array([0.5])], [np.array([0.5, 0.4])]) == pytest.approx(0.75)
+    assert math.isnan(top_cells_auc([], normal))
+    assert top_cells(np.array([[0.1, 0.9], [0.5, np.nan]]), np.ones((2, 2), bool), 0.5).tolist() == [0.5, 0.9]
 
 
 def test_key_metric_depends_on_masks(tmp_path):

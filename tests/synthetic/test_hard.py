@@ -76,3 +76,24 @@ def test_hard_cohort_defeats_a_colour_threshold(tmp_path):
     baseline = load_script("colour_baseline")
     summary = baseline.main(["--dataset_dir", str(found["home"].parent), "--split", "test"])
     assert summary["best_auc"] <= 0.80
+
+
+def test_tissue_detection_holds_on_cast_and_second_lab_slides(tmp_path):
+    """Grey-green casts and a second lab's bluer haematoxylin are neither glass nor marker ink."""
+    from monai_wsseg.data.synthetic import _slide_layout
+    from monai_wsseg.wsi.slide import open_slide
+    from monai_wsseg.wsi.tissue import compute_tissue_mask, tissue_on_grid
+
+    found = make_hard_cohorts(tmp_path, size=2048, home_splits=(("test", 3, 2),), lab2_splits=(("test", 2, 1),))
+    ious = []
+    for name, params, seed in (("home", HARD_PARAMS, 1000), ("lab2", second_lab(), 1001)):
+        for i, row in enumerate(csv.DictReader(open(found[name]))):
+            with open_slide(found[name].parent / row["slide"]) as slide:
+                cells = tissue_on_grid(compute_tissue_mask(slide, mpp=8.0), 32, (64, 64))
+            layout, _, _ = _slide_layout(2048, 2048, row["label"] == "1", seed * 100_003 + i, 0.5, params, (0.1, 0.4), "t")
+            yy, xx = np.mgrid[0:64, 0:64]
+            truth = layout.kinds_at(xx * 32 + 16.0, yy * 32 + 16.0) > 0
+            ious.append((truth & cells).sum() / (truth | cells).sum())
+    # Before the stain-hue rules the bluer haematoxylin was taken for blue marker (IoU 0.49 on one slide);
+    # that slide's pale eosin still falls below the saturation threshold in places (0.73 here).
+    assert min(ious) >= 0.70 and np.median(ious) >= 0.95, ious
