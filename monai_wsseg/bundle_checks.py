@@ -227,6 +227,9 @@ def check_workflow_properties(config_files: Sequence[str | os.PathLike], workflo
     from monai.bundle import ConfigWorkflow
 
     files = [str(f) for f in config_files]
+    # The bundle's own files (its stain reference) resolve against bundle_root, which the zoo CLI sets from
+    # --bundle_root; here it is the folder above the first config's configs/.
+    override.setdefault("bundle_root", str(Path(files[0]).resolve().parents[1]))
     workflow = ConfigWorkflow(config_file=files, meta_file=None if meta_file is None else str(meta_file),
                               logging_file=False, workflow_type=workflow_type, **override)
     workflow.initialize()

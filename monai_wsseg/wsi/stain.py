@@ -21,6 +21,8 @@ or grey (each channel ≥ ~225), stays below it; the palest stroma is above.
 
 from __future__ import annotations
 
+import logging
+
 import json
 import math
 import os
@@ -30,6 +32,8 @@ from typing import Any
 import numpy as np
 import torch
 from monai.transforms import Randomizable, Transform
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "fit_slide_stain",
@@ -403,6 +407,8 @@ def fit_slide_stain(normalizer: ReinhardNormalizer | MacenkoNormalizer, slide, t
             :class:`~monai_wsseg.wsi.tissue.TissueMask`; thumb: that read when the caller has it already.
 
     Training bags and whole-slide inference fit through here, so a slide is normalised the same way in both.
+    A slide the method cannot fit (one stain only, too little tissue at this resolution) keeps its own
+    colours, with a warning naming it: one odd slide must not stop a cohort job.
     """
     if thumb is None:
         thumb = slide.thumbnail(tissue.mpp)
@@ -414,4 +420,11 @@ def fit_slide_stain(normalizer: ReinhardNormalizer | MacenkoNormalizer, slide, t
     try:
         return normalizer.for_slide(pixels)
     except ValueError as exc:
-        raise ValueError(f"{slide.path}: stain normalisation at {tissue.mpp:g} µm/px: {exc}") from exc
+        logger.warning("%s: stain normalisation at %g µm/px skipped, colours kept as read: %s", slide.path,
+                       tissue.mpp, str(exc).splitlines()[0])
+        return _unchanged
+
+
+def _unchanged(batch):
+    """The stain transform of a slide left as read."""
+    return batch

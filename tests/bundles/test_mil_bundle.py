@@ -122,7 +122,8 @@ def test_multi_gpu_overlay_runs_an_epoch_with_two_cpu_processes(cohort, tmp_path
     assert (out / "models" / "model.pt").is_file()
     assert json.loads((out / "run.json").read_text())["settings"]["world_size"] == 2
     log = proc.stdout + proc.stderr
-    assert log.count("Epoch: 1/1, Iter: 1/1") == 1  # 2 train slides over 2 ranks: one bag each; rank 1 logs nothing
+    # 2 train slides (one per label) × 4 bags each in balanced steps of 2 bags: 4 steps, 2 per rank; rank 1 logs nothing
+    assert log.count("Epoch: 1/1, Iter: 2/2") == 1 and "Iter: 3/" not in log
 
 
 def test_metadata_passes_verify_metadata_offline(tmp_path):

@@ -51,7 +51,7 @@ def cohort(tmp_path_factory) -> Path:
 def _train_command(cohort: Path, out: Path, epochs: int) -> list[str]:
     return [sys.executable, "-m", "monai.bundle", "run", "training", "--bundle_root", str(BUNDLE), "--config_file",
             config_files("train.json", "cpu.json"), "--dataset_dir", str(cohort), "--output_dir", str(out),
-            "--num_epochs", str(epochs), "--bags_per_step", "1", "--val_interval", "1000", *TINY]  # no validation
+            "--num_epochs", str(epochs), "--val_interval", "1000", *TINY]  # no validation
 
 
 def test_kill_9_during_bundle_training_then_rerun_resumes_at_the_next_epoch(cohort, tmp_path):

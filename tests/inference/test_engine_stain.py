@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -131,10 +133,14 @@ def test_bad_normaliser_is_refused():
         inferer(stain_normalizer="reinhard")
 
 
-def test_a_fit_without_stained_pixels_names_the_slide(slide_path):
+def test_a_fit_without_stained_pixels_keeps_the_colours_and_names_the_slide(slide_path, caplog):
     slide = open_slide(slide_path)
     mask = np.zeros((21, 26), bool)
     mask[:, 22:] = True  # the glass strip only (x ≥ 352 of 400)
     glass_only = TissueMask(mask, mpp=8.0, scale=(16.0, 16.0))
-    with pytest.raises(ValueError, match=r"slide.tif: stain normalisation at 8 µm/px: .*only \d+ tissue pixels"):
-        inferer(stain_normalizer=Counting())(slide, tissue=glass_only)
+    with caplog.at_level("WARNING"):
+        normalised = inferer(stain_normalizer=Counting())(slide, tissue=glass_only)
+    assert re.search(r"slide.tif: stain normalisation at 8 µm/px skipped, colours kept as read: .*only \d+ tissue pixels",
+                     caplog.text)
+    plain = inferer()(slide, tissue=glass_only)
+    np.testing.assert_array_equal(normalised.probabilities, plain.probabilities)
