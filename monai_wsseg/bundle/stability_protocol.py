@@ -155,6 +155,7 @@ class StabilityProtocol:
 
         Raises:
             FileNotFoundError: the bundle, a config file, the cohort or the second lab's cohort is missing.
+            ValueError: the cohort's ``manifest.csv`` has a training split without both slide labels.
         """
         if not self.config_dir.is_dir():
             raise FileNotFoundError(f"{self.bundle}: bundle folder not found (no configs/ in it)")
@@ -165,6 +166,18 @@ class StabilityProtocol:
             raise FileNotFoundError(f"{self.dataset_dir}: dataset folder not found (dataset_dir)")
         if self.second_lab_dir is not None and not self.second_lab_dir.exists():
             raise FileNotFoundError(f"{self.second_lab_dir}: second lab's dataset folder not found (second_lab_dir)")
+        self._check_training_labels()
+
+    def _check_training_labels(self) -> None:
+        # A slide-labelled cohort (manifest.csv) whose training split lacks a label would fail every seed
+        # the same way after minutes of set-up; say so once, before any seed runs.
+        manifest = self.dataset_dir / "manifest.csv"
+        if not manifest.is_file():
+            return
+        from monai_wsseg.data.manifest import load_manifest
+        from monai_wsseg.engines.mil import mil_slides
+
+        mil_slides(load_manifest(manifest, check_files=False), "train", what=str(manifest))
 
     def settings(self) -> dict[str, Any]:
         """What a seed's figures depend on besides the seed (kept in ``result.json`` to spot a changed recipe)."""

@@ -22,8 +22,9 @@ class WeightEMA:
     """EMA of ``network``'s parameters and buffers; ``module`` is the averaged network.
 
     After update ``t`` (counted from 0) the average moves by ``1 − d_t`` towards the current weights, with
-    ``d_t = min(decay, (1 + t) / (10 + t))``: early on, when the weights change fast, the average follows
-    them closely. Integer buffers (BatchNorm's batch counter) are copied. ``decay = 0`` turns averaging
+    ``d_t = min(decay, t / (t + 1))``: the plain mean of all weights so far until the average reaches its
+    horizon of ``1 / (1 − decay)`` steps, then an exponential average (with the common ramp
+    ``(1 + t) / (10 + t)`` a run of 144 steps never reaches decay 0.95 and averages over a few steps only). Integer buffers (BatchNorm's batch counter) are copied. ``decay = 0`` turns averaging
     off: ``module`` is ``network`` itself and nothing is copied (the paper's recipe).
 
     ``state_dict`` / ``load_state_dict`` make it a checkpoint entry, so a resumed run continues the average.
@@ -53,7 +54,7 @@ class WeightEMA:
         """Move the average one step towards the network's current weights."""
         if self.decay == 0:
             return
-        d = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        d = min(self.decay, self.updates / (self.updates + 1))
         mine = self.module.state_dict()
         for name, value in self.network.state_dict().items():
             if value.is_floating_point():

@@ -35,11 +35,15 @@ def test_ema_first_update_mostly_copies_and_state_round_trips():
     ema = WeightEMA(net, decay=0.99)
     with torch.no_grad():
         net[0].weight.add_(1.0)
-    ema.update()  # d_0 = 0.1: the average takes 90 % of the step
-    assert torch.allclose(ema.module[0].weight, net[0].weight - 0.1, atol=1e-5)
+    ema.update()  # d_0 = 0: the first update copies
+    assert torch.allclose(ema.module[0].weight, net[0].weight, atol=1e-6)
+    with torch.no_grad():
+        net[0].weight.add_(1.0)
+    ema.update()  # d_1 = 1/2: the mean of the two
+    assert torch.allclose(ema.module[0].weight, net[0].weight - 0.5, atol=1e-5)
     other = WeightEMA(_net(), decay=0.99)
     other.load_state_dict(ema.state_dict())
-    assert other.updates == 1 and torch.equal(other.module[0].weight, ema.module[0].weight)
+    assert other.updates == 2 and torch.equal(other.module[0].weight, ema.module[0].weight)
 
 
 def test_ema_off_is_the_network_itself():

@@ -97,13 +97,14 @@ def test_a_rerun_reads_seeds_back_and_an_impossible_floor_fails_them(study, coho
     assert "seed 0: finished before" in log
 
 
-@pytest.mark.parametrize("case", ["no_seeds", "no_dataset", "no_protocol", "bad_json", "owned_override"])
+@pytest.mark.parametrize("case", ["no_seeds", "no_dataset", "no_protocol", "bad_json", "owned_override", "one_label"])
 def test_bad_input_is_one_line_and_exit_2(case, cohorts, tmp_path, capsys):
     home, lab2 = cohorts
     protocol = write_protocol(tmp_path / "p.json", home, lab2, LENIENT)
     args = ["--protocol", protocol, "--output_dir", str(tmp_path / "out")]
     expected = {"no_seeds": "seed list is empty", "no_dataset": "nosuch", "no_protocol": "missing.json",
-                "bad_json": "p.json: not valid JSON", "owned_override": "['seed']"}[case]
+                "bad_json": "p.json: not valid JSON", "owned_override": "['seed']",
+                "one_label": "split 'train': 2 slide(s) but none normal (label 0)"}[case]
     if case == "no_seeds":
         args += ["--seeds", ""]
     elif case == "no_dataset":
@@ -112,6 +113,11 @@ def test_bad_input_is_one_line_and_exit_2(case, cohorts, tmp_path, capsys):
         args[1] = str(tmp_path / "missing.json")
     elif case == "bad_json":
         (tmp_path / "p.json").write_text("{\"seeds\": [0,")
+    elif case == "one_label":
+        make_cohort(tmp_path / "tumor_only", n_tumor=2, n_normal=1, size=(256, 256), seed=1,
+                    splits=["train", "train", "val"])
+        args += ["--dataset_dir", str(tmp_path / "tumor_only")]
+        capsys.readouterr()  # the generator's progress bar
     else:
         args += ["--", "--seed", "3"]
     assert script.main(args) == 2
