@@ -23,9 +23,10 @@ class WeightEMA:
 
     After update ``t`` (counted from 0) the average moves by ``1 − d_t`` towards the current weights, with
     ``d_t = min(decay, t / (t + 1))``: the plain mean of all weights so far until the average reaches its
-    horizon of ``1 / (1 − decay)`` steps, then an exponential average (with the common ramp
-    ``(1 + t) / (10 + t)`` a run of 144 steps never reaches decay 0.95 and averages over a few steps only). Integer buffers (BatchNorm's batch counter) are copied. ``decay = 0`` turns averaging
-    off: ``module`` is ``network`` itself and nothing is copied (the paper's recipe).
+    horizon of ``1 / (1 − decay)`` steps, then an exponential average. (With the common ramp
+    ``(1 + t) / (10 + t)`` a run of 144 steps never reaches decay 0.95 and averages over a few steps only.)
+    Integer buffers (BatchNorm's batch counter) are copied. ``decay = 0`` turns averaging off: ``module``
+    is ``network`` itself and nothing is copied (the paper's recipe).
 
     ``state_dict`` / ``load_state_dict`` make it a checkpoint entry, so a resumed run continues the average.
 

@@ -65,7 +65,8 @@ class ProxyWarmup:
         t = (epoch - self.epochs) / (self.ramp + 1)
         if t >= 1:
             return self.own
-        return tuple(w + t * (o - w) for w, o in zip(self.warm, self.own))  # type: ignore[return-value]
+        (wa, wb), (oa, ob) = self.warm, self.own
+        return wa + t * (oa - wa), wb + t * (ob - wb)
 
     def __call__(self, engine: Engine) -> None:
         self.loss.alpha, self.loss.beta = self.shares(int(engine.state.epoch))

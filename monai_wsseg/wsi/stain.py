@@ -21,9 +21,8 @@ or grey (each channel ≥ ~225), stays below it; the palest stroma is above.
 
 from __future__ import annotations
 
-import logging
-
 import json
+import logging
 import math
 import os
 from pathlib import Path
@@ -33,13 +32,13 @@ import numpy as np
 import torch
 from monai.transforms import Randomizable, Transform
 
-logger = logging.getLogger(__name__)
-
 __all__ = [
     "fit_slide_stain",
     "HED_STAINS", "TISSUE_OD", "MacenkoNormalizer", "RandStainAugment", "ReinhardNormalizer", "StainTransform",
     "hed_jitter", "od_to_rgb", "rgb_to_od", "stain_normalizer", "tissue_pixels",
 ]
+
+logger = logging.getLogger(__name__)
 
 #: Ruifrok & Johnston (2001) OD vectors of hematoxylin, eosin and DAB, rows normalised to unit length.
 HED_STAINS = np.array([[0.65, 0.70, 0.29], [0.07, 0.99, 0.11], [0.27, 0.57, 0.78]], dtype=np.float64)
