@@ -35,7 +35,7 @@ from monai.transforms import Randomizable, Transform
 __all__ = [
     "fit_slide_stain",
     "HED_STAINS", "TISSUE_OD", "MacenkoNormalizer", "RandStainAugment", "ReinhardNormalizer", "StainTransform",
-    "hed_jitter", "od_to_rgb", "rgb_to_od", "stain_normalizer", "tissue_pixels",
+    "hed_jitter", "od_to_rgb", "rgb_to_od", "slide_glass", "stain_normalizer", "tissue_pixels",
 ]
 
 logger = logging.getLogger(__name__)
@@ -327,9 +327,14 @@ class MacenkoNormalizer:
         _check_stains(self.stains, "MacenkoNormalizer")
 
     @staticmethod
-    def fit(pixels: np.ndarray, percentile: float = 1.0) -> dict[str, Any]:
-        """Reference of ``(M, 3)`` uint8 pixels (glass is dropped): stain vectors and 99th-pct concentrations."""
-        od = rgb_to_od(_fit_pixels(pixels, "MacenkoNormalizer.fit")).astype(np.float64)
+    def fit(pixels: np.ndarray, percentile: float = 1.0, glass: np.ndarray | None = None) -> dict[str, Any]:
+        """Reference of ``(M, 3)`` uint8 pixels (glass is dropped): stain vectors and 99th-pct concentrations.
+
+        ``glass``: the slide's background colour (RGB, 0-255; see :func:`slide_glass`). Its OD is taken off
+        every pixel's first, so a tinted glass is not mistaken for stain (Beer-Lambert: the light that
+        reaches the stains is the glass's, not white).
+        """
+        od = rgb_to_od(_fit_pixels(pixels, "MacenkoNormalizer.fit")).astype(np.float64) - _glass_od(glass)
         _, vectors = np.linalg.eigh(od.T @ od)  # ascending: the last two span the stain plane
         plane = vectors[:, [2, 1]] * np.where(vectors[:, [2, 1]].sum(axis=0) < 0, -1.0, 1.0)
         proj = _rows_times(od, plane)
@@ -345,14 +350,45 @@ class MacenkoNormalizer:
             raise ValueError(f"MacenkoNormalizer.fit: a stain is absent (99th-percentile concentrations {max_c})")
         return {"method": "macenko", "stains": stains.tolist(), "max_concentrations": max_c.tolist()}
 
-    def for_slide(self, pixels: np.ndarray) -> StainTransform:
-        """The colour map of a slide from its ``(M, 3)`` uint8 tissue pixels (a low-resolution read)."""
-        source = self.fit(pixels)
+    def for_slide(self, pixels: np.ndarray, glass: np.ndarray | None = None) -> StainTransform:
+        """The colour map of a slide from its ``(M, 3)`` uint8 tissue pixels (a low-resolution read).
+
+        ``glass``: the slide's background colour, or ``None`` for white; the map takes its OD off before
+        unmixing, so the output's glass is white whatever the slide's tint.
+        """
+        source = self.fit(pixels, glass=glass)
         src = np.asarray(source["stains"])
         ratio = self.max_concentrations / np.asarray(source["max_concentrations"])
-        # Row OD vectors: od' = od·pinv(S_src)·diag(ratio)·S_ref; StainTransform takes column vectors.
-        row_map = np.linalg.pinv(src) @ np.diag(ratio) @ self.stains
-        return StainTransform("od", row_map.T, np.zeros(3))
+        # Row OD vectors: od' = (od - g)·pinv(S_src)·diag(ratio)·S_ref; StainTransform takes column vectors.
+        matrix = (np.linalg.pinv(src) @ np.diag(ratio) @ self.stains).T
+        return StainTransform("od", matrix, -matrix @ _glass_od(glass))
+
+
+def _glass_od(glass: np.ndarray | None) -> np.ndarray:
+    """Per-channel OD ``(3,)`` of a glass colour (0 for ``None``, white)."""
+    if glass is None:
+        return np.zeros(3)
+    g = np.asarray(glass, np.float64).reshape(3)
+    return np.maximum(-np.log10((g + 1.0) / 256.0), 0.0)
+
+
+def slide_glass(thumb: np.ndarray, tissue: np.ndarray, min_share: float = 0.02,
+                min_value: float = 200.0) -> np.ndarray | None:
+    """The colour of a slide's bare glass: the median ``(3,)`` RGB of the pixels of ``thumb`` outside ``tissue``.
+
+    Args:
+        thumb: ``(H, W, 3)`` uint8 low-resolution read; tissue: ``(H, W)`` bool tissue mask at that grid.
+        min_share: fewest background pixels, as a share of the read, that make the median trustworthy.
+        min_value: every channel of the glass must be at least this bright; a darker "glass" is tissue,
+            ink or a scanning artefact, and the slide is then treated as on white glass.
+
+    ``None`` when the slide shows too little glass or none that is bright enough.
+    """
+    background = np.asarray(thumb)[~np.asarray(tissue, bool)]
+    if len(background) < min_share * tissue.size:
+        return None
+    glass = np.median(background.reshape(-1, 3), axis=0)
+    return glass if bool((glass >= min_value).all()) else None
 
 
 def _check_stains(stains: np.ndarray, who: str) -> None:
@@ -406,6 +442,8 @@ def fit_slide_stain(normalizer: ReinhardNormalizer | MacenkoNormalizer, slide, t
             :class:`~monai_wsseg.wsi.tissue.TissueMask`; thumb: that read when the caller has it already.
 
     Training bags and whole-slide inference fit through here, so a slide is normalised the same way in both.
+    Macenko takes the slide's glass colour (:func:`slide_glass`, the median of the read outside the tissue)
+    off first: a second lab's tinted glass otherwise tilts the fitted stain plane.
     A slide the method cannot fit (one stain only, too little tissue at this resolution) keeps its own
     colours, with a warning naming it: one odd slide must not stop a cohort job.
     """
@@ -415,8 +453,11 @@ def fit_slide_stain(normalizer: ReinhardNormalizer | MacenkoNormalizer, slide, t
     # The read and the mask can differ by a pixel of rounding: look the mask up at pixel centres.
     rows = np.minimum(((np.arange(h) + 0.5) * tissue.shape[0] / h).astype(np.intp), tissue.shape[0] - 1)
     cols = np.minimum(((np.arange(w) + 0.5) * tissue.shape[1] / w).astype(np.intp), tissue.shape[1] - 1)
-    pixels = thumb[tissue.mask[np.ix_(rows, cols)]]
+    mask = tissue.mask[np.ix_(rows, cols)]
+    pixels = thumb[mask]
     try:
+        if isinstance(normalizer, MacenkoNormalizer):
+            return normalizer.for_slide(pixels, glass=slide_glass(thumb, mask))
         return normalizer.for_slide(pixels)
     except ValueError as exc:
         logger.warning("%s: stain normalisation at %g µm/px skipped, colours kept as read: %s", slide.path,

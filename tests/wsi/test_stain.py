@@ -18,6 +18,7 @@ from monai_wsseg.wsi.stain import (
     hed_jitter,
     od_to_rgb,
     rgb_to_od,
+    slide_glass,
     stain_normalizer,
     tissue_pixels,
 )
@@ -178,6 +179,36 @@ def test_macenko_maps_one_stain_set_onto_another():
     after = np.abs(out.astype(int) - target).mean()
     assert after < 0.3 * before
     assert (out[(source == 255).all(-1)] == 255).all()  # glass stays glass
+
+
+def tinted(rgb: np.ndarray, glass) -> np.ndarray:
+    """``rgb`` seen through a tinted glass: every pixel's light is the glass's (Beer–Lambert)."""
+    return od_to_rgb(rgb_to_od(rgb) + rgb_to_od(np.asarray(glass, np.uint8)), uint8=True)
+
+
+def test_slide_glass_is_the_background_median_or_none():
+    thumb = np.full((20, 20, 3), (236, 240, 226), np.uint8)
+    tissue = np.zeros((20, 20), bool)
+    tissue[:, :10] = True
+    thumb[tissue] = (150, 80, 160)
+    assert np.array_equal(slide_glass(thumb, tissue), [236, 240, 226])
+    assert slide_glass(thumb, np.ones((20, 20), bool)) is None  # no glass to see
+    thumb[~tissue] = (180, 240, 226)  # too dark to be glass: ink, tissue or an artefact
+    assert slide_glass(thumb, tissue) is None
+
+
+def test_macenko_takes_the_glass_tint_off():
+    """A second lab's tinted glass: with the glass colour given, the map lands on the untinted slide's."""
+    target = two_stain_image(seed=0)
+    glass = (236, 240, 226)
+    source = tinted(target, glass)
+    norm = MacenkoNormalizer(MacenkoNormalizer.fit(target.reshape(-1, 3)))
+    with_glass = norm.for_slide(source.reshape(-1, 3), glass=np.array(glass, float))(source)
+    without = norm.for_slide(source.reshape(-1, 3))(source)
+    err_with = np.abs(with_glass.astype(int) - target).mean()
+    err_without = np.abs(without.astype(int) - target).mean()
+    assert err_with < 1.5 and err_with < 0.5 * err_without
+    assert (with_glass[(target == 255).all(-1)] >= 253).all()  # the tinted glass comes out white
 
 
 def test_transform_is_the_same_for_every_tile():
