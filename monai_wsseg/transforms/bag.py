@@ -7,7 +7,7 @@ are only standardised. A bag is the ``(N, 3, P, P)`` uint8 tensor that
 
 * :class:`RandBagAugment` — per patch: one of the 8 dihedral transforms (rot90 × horizontal flip), then
   optional HED stain jitter (:func:`monai_wsseg.wsi.stain.hed_jitter`, off by default), then colour jitter
-  (brightness, contrast, saturation, hue); output float32 in [0, 1].
+  (brightness, contrast, saturation, hue), then optional focus blur (off by default); output float32 in [0, 1].
 * :class:`BagStandardize` — ``(x / 255 - mean) / std`` per channel, statistics in [0, 1] units
   (``scripts/compute_stats.py`` computes them on the training split).
 * :func:`bag_transform` — both (training) or standardisation only (evaluation), as a MONAI ``Compose``
@@ -32,7 +32,7 @@ from monai.transforms import Compose, Randomizable, Transform
 
 from monai_wsseg.wsi.stain import hed_jitter
 
-__all__ = ["BagStandardize", "RandBagAugment", "bag_transform", "hue_matrices"]
+__all__ = ["BagStandardize", "RandBagAugment", "bag_transform", "gaussian_blur", "hue_matrices"]
 
 # Luma weights: the Y row of YIQ, also the grey of the contrast and saturation steps (torchvision uses the
 # same weights, to 4 digits, in rgb_to_grayscale), so one "grey" is kept by every step.
@@ -132,6 +132,10 @@ class RandBagAugment(Randomizable, Transform):
         hed_sigma: HED concentration scale jitter in [0, 1]; hed_bias: HED offset jitter in [0, 1] OD
             units. Both 0 (the default) disable the step, and then no draw is made for it, so the random
             stream and the output are those of a RandBagAugment without these arguments.
+        blur_sigma: largest focus blur, a Gaussian standard deviation in patch pixels (``≤ 2``); each
+            augmented patch draws ``σ ~ U[0, blur_sigma]``. A scanner with a softer focus than the training
+            cohort's otherwise shows the network nuclei it never saw. 0 (the default) disables the step and
+            its draws, as for the stain step. It runs last, on the jittered colours.
 
     Input: ``(N, 3, P, P)`` uint8, or floating point in [0, 1]. Output: ``(N, 3, P, P)`` float32 in [0, 1].
     """
@@ -147,6 +151,7 @@ class RandBagAugment(Randomizable, Transform):
         prob: float = 1.0,
         hed_sigma: float = 0.0,
         hed_bias: float = 0.0,
+        blur_sigma: float = 0.0,
     ) -> None:
         self.rot90, self.flip = bool(rot90), bool(flip)
         self.brightness = _check_jitter("brightness", brightness, 1.0)
@@ -156,6 +161,7 @@ class RandBagAugment(Randomizable, Transform):
         self.prob = _check_jitter("prob", prob, 1.0)
         self.hed_sigma = _check_jitter("hed_sigma", hed_sigma, 1.0)
         self.hed_bias = _check_jitter("hed_bias", hed_bias, 1.0)
+        self.blur_sigma = _check_jitter("blur_sigma", blur_sigma, 2.0)
         self.colour = any(v > 0 for v in (self.brightness, self.contrast, self.saturation, self.hue))
         self.stain = self.hed_sigma > 0 or self.hed_bias > 0
         # Per-patch draws of the last randomize(): geometry code k + 4·flip, colour factors, and HED
@@ -163,6 +169,7 @@ class RandBagAugment(Randomizable, Transform):
         self.codes = np.zeros(0, dtype=np.int64)
         self.factors = np.zeros((0, 4))
         self.hed_scale, self.hed_shift = np.ones((0, 3)), np.zeros((0, 3))
+        self.sigmas = np.zeros(0)  # per-patch blur sigma in pixels (0: sharp)
 
     def randomize(self, data: int | torch.Tensor) -> None:
         """Draw the transforms of a bag of ``data`` patches (an int, or the bag itself)."""
@@ -185,6 +192,9 @@ class RandBagAugment(Randomizable, Transform):
         else:
             scale, shift = np.ones((n, 3)), np.zeros((n, 3))
         self.hed_scale, self.hed_shift = scale, shift
+        sigmas = self.R.uniform(0.0, self.blur_sigma, size=n) if self.blur_sigma > 0 else np.zeros(n)
+        sigmas[keep] = 0.0
+        self.sigmas = sigmas
 
     def __call__(self, bag: torch.Tensor | np.ndarray, randomize: bool = True) -> torch.Tensor:
         """Augment ``bag`` ``(N, 3, P, P)``; ``randomize=False`` reuses the last draws (same N)."""
@@ -209,6 +219,8 @@ class RandBagAugment(Randomizable, Transform):
             out = hed_jitter(out, self.hed_scale, self.hed_shift)
         if self.colour:
             out = _colour_jitter(out, self.factors)
+        if self.blur_sigma > 0:
+            out = gaussian_blur(out, self.sigmas)
         return out
 
 
@@ -243,6 +255,31 @@ def _dihedral(bag: torch.Tensor, codes: np.ndarray) -> torch.Tensor:
     # when other processes held the cores; the gather is 1 op and stays < 0.1 s.
     index = _dihedral_perms(h, bag.device)[torch.from_numpy(codes).to(bag.device)]
     return torch.gather(bag.reshape(n, c, h * w), 2, index.unsqueeze(1).expand(n, c, h * w)).view(n, c, h, w)
+
+
+def gaussian_blur(bag: torch.Tensor, sigmas: np.ndarray) -> torch.Tensor:
+    """Blur patch ``i`` of a float bag ``(N, C, P, P)`` with a Gaussian of std ``sigmas[i]`` pixels (0: kept).
+
+    One separable, depthwise convolution per axis for the whole bag (a kernel per patch and channel, radius
+    ``ceil(3·max σ)``), with reflected borders so that a patch's edge is not darkened by padding.
+    """
+    sig = np.asarray(sigmas, np.float64)
+    top = float(sig.max(initial=0.0))
+    if top <= 0:
+        return bag
+    n, c, h, w = bag.shape
+    radius = max(1, math.ceil(3.0 * top))
+    x = np.arange(-radius, radius + 1, dtype=np.float64)
+    safe = np.where(sig > 0, sig, 1.0)[:, None]
+    kernels = np.where(sig[:, None] > 0, np.exp(-0.5 * (x / safe) ** 2), (x == 0).astype(np.float64))
+    kernels /= kernels.sum(axis=1, keepdims=True)
+    weight = torch.from_numpy(np.repeat(kernels, c, axis=0)).to(device=bag.device, dtype=bag.dtype)
+    flat = bag.reshape(1, n * c, h, w)
+    padded = torch.nn.functional.pad(flat, (radius, radius, 0, 0), mode="reflect")
+    flat = torch.nn.functional.conv2d(padded, weight.view(n * c, 1, 1, -1), groups=n * c)
+    padded = torch.nn.functional.pad(flat, (0, 0, radius, radius), mode="reflect")
+    flat = torch.nn.functional.conv2d(padded, weight.view(n * c, 1, -1, 1), groups=n * c)
+    return flat.view(n, c, h, w)
 
 
 def _colour_jitter(bag: torch.Tensor, factors: np.ndarray) -> torch.Tensor:

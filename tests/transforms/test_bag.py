@@ -422,3 +422,39 @@ def test_hed_arguments_are_validated_and_pass_through_bag_transform():
     tf = bag_transform(True, MEAN, STD, hed_sigma=0.05, hed_bias=0.02)
     assert tf.transforms[0].hed_sigma == 0.05 and tf.transforms[0].hed_bias == 0.02
     assert torch.isfinite(tf(random_bag(3, 8))).all()
+
+
+# ------------------------------------------------------------------------------------------ focus blur
+def test_gaussian_blur_matches_scipy_per_patch():
+    from scipy.ndimage import gaussian_filter
+
+    from monai_wsseg.transforms import gaussian_blur
+
+    bag = random_bag(4, 16, seed=3).float() / 255
+    sigmas = np.array([0.0, 0.3, 0.8, 1.5])
+    out = gaussian_blur(bag, sigmas)
+    assert torch.equal(out[0], bag[0])  # σ = 0 keeps the patch exactly
+    radius = math.ceil(3 * sigmas.max())
+    for i in (1, 2, 3):  # torch's "reflect" padding is scipy's "mirror"
+        ref = gaussian_filter(bag[i].double().numpy(), (0, sigmas[i], sigmas[i]), mode="mirror", truncate=radius / sigmas[i])
+        np.testing.assert_allclose(out[i].numpy(), ref, atol=1e-5)
+    assert float(out[3].std()) < float(out[2].std()) < float(out[1].std()) < float(bag[1].std()) * 1.01
+    assert gaussian_blur(bag, np.zeros(4)) is bag
+
+
+def test_blur_step_draws_last_and_only_when_asked():
+    bag = random_bag(20, 8, seed=5)
+    ref, blur = RandBagAugment(hed_sigma=0.1), RandBagAugment(hed_sigma=0.1, blur_sigma=0.8, prob=1.0)
+    ref.set_random_state(6)
+    blur.set_random_state(6)
+    plain, out = ref(bag), blur(bag)
+    assert np.array_equal(ref.codes, blur.codes) and np.array_equal(ref.hed_scale, blur.hed_scale)
+    assert np.all((blur.sigmas >= 0) & (blur.sigmas <= 0.8)) and len(set(blur.sigmas)) == 20
+    from monai_wsseg.transforms import gaussian_blur
+
+    assert torch.equal(out, gaussian_blur(plain, blur.sigmas))
+    assert not np.any(ref.sigmas)
+    with pytest.raises(ValueError, match="RandBagAugment: blur_sigma"):
+        RandBagAugment(blur_sigma=3.0)
+    tf = bag_transform(True, MEAN, STD, blur_sigma=0.4)
+    assert tf.transforms[0].blur_sigma == 0.4
