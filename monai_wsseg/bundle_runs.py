@@ -24,14 +24,16 @@ from __future__ import annotations
 import gc
 import logging
 import os
-import secrets
 import sys
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 from monai_wsseg.errors import project_cause
+
+# Re-exported for the stability protocol (monai_wsseg/bundle/) and scripts that import it from here; new code
+# imports monai_wsseg.utils.atomic directly.
+from monai_wsseg.utils.atomic import write_text_atomically as write_atomically
 
 __all__ = [
     "WORKFLOW_ARGS", "DropMessage", "applicable", "bundle_logging", "close_tensorboard", "one_line",
@@ -259,16 +261,3 @@ def bundle_logging(log_file: str | os.PathLike) -> Iterator[None]:
             root.removeHandler(h)
             h.close()
         root.setLevel(saved_level)
-
-
-def write_atomically(path: str | os.PathLike, text: str) -> Path:
-    """Write ``text`` (UTF-8) to ``path`` through a temporary file and ``os.replace``: a reader never sees
-    half a table, and an interrupted write leaves the previous file. Returns the path."""
-    path = Path(path)
-    tmp = path.with_name(f".tmp{os.getpid()}-{secrets.token_hex(3)}-{path.name}")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path

@@ -45,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from make_large_slide import make_large_slide  # noqa: E402
 from monai_wsseg.inference.engine import WSIInferer  # noqa: E402
-from monai_wsseg.inference.writers import write_map_tiff  # noqa: E402
+from monai_wsseg.io import write_map_tiff  # noqa: E402
 from monai_wsseg.wsi.slide import open_slide  # noqa: E402
 from monai_wsseg.wsi.tissue import compute_tissue_mask  # noqa: E402
 

@@ -8,7 +8,7 @@ ground-truth codes under the same file stem (``--masks``), as the BCSS download 
     training/<roi>_<x>_<y>[abcd].png    patch, multi-hot label of the classes present (TUM STR LYM NEC)
     val/img/<roi>_<x>_<y>[abcd].png     held-out ROIs: patch ...
     val/mask/<roi>_<x>_<y>[abcd].png    ... and its palette mask (index = class, 4 = other / not scored;
-                                        colours: monai_wsseg.data.patches.PALETTES["bcss"])
+                                        colours: monai_wsseg.io.palettes.PALETTES["bcss"])
     test/img, test/mask                 the same for the test ROIs
     splits.csv                          roi,split: which ROI went where
 
@@ -56,9 +56,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run from a checkout without installing the package
     sys.path.insert(0, str(ROOT))
 
-from monai_wsseg.data.patches import BCSS_CLASSES, PALETTES, WHITE, class_palette, read_index_mask  # noqa: E402
-from monai_wsseg.data.patches import read_rgb  # noqa: E402
-from monai_wsseg.data.patches import write_palette_mask, write_rgb_png  # noqa: E402
+from monai_wsseg.data.patches import read_index_mask, read_rgb, write_rgb_png  # noqa: E402
+from monai_wsseg.io.palettes import BCSS_CLASSES, PALETTES, WHITE, class_palette, write_palette_mask  # noqa: E402
 
 logger = logging.getLogger("prepare_bcss_wsss")
 

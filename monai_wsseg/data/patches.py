@@ -38,82 +38,31 @@ import numpy as np
 import torch
 from monai.transforms import MapTransform, Randomizable
 from PIL import Image
-
-from monai_wsseg.data.atomic_png import save_png
 from skimage.morphology import remove_small_objects
 from torch.utils.data import Dataset
 
+from monai_wsseg.data.atomic_png import save_png
+
+# The label orders live with the palettes indexed by them; class_palette stays importable from here because
+# the WSSS bundle's configs name it as monai_wsseg.data.patches.class_palette.
+from monai_wsseg.io.palettes import BCSS_CLASSES, LUAD_CLASSES, class_palette
+
 __all__ = [
     "BCSS_CLASSES",
-    "CLASS_COLOURS",
     "LUAD_CLASSES",
-    "PALETTES",
-    "flat_palette",
-    "index_palette",
     "PatchClassificationDataset",
     "PatchSegmentationDataset",
     "PseudoMaskDataset",
     "RandFlipRot90d",
-    "WHITE",
     "class_palette",
     "parse_label",
     "read_index_mask",
     "read_rgb",
     "white_background",
-    "write_palette_mask",
     "write_rgb_png",
 ]
 
 logger = logging.getLogger(__name__)
-
-#: Class order of the label vectors in the public file names.
-LUAD_CLASSES = ("TE", "NEC", "LYM", "TAS")
-BCSS_CLASSES = ("TUM", "STR", "LYM", "NEC")
-
-#: Mask colours per class name for :func:`class_palette` (datasets other than the two public ones):
-#: LUAD-HistoSeg's own colours, BCSS names mapped to their LUAD counterpart's colour, as
-#: :data:`monai_wsseg.data.texture.PATCH_PALETTE` (the synthetic patch sets) does.
-CLASS_COLOURS: dict[str, tuple[int, int, int]] = {
-    "TE": (205, 51, 51), "NEC": (0, 255, 0), "LYM": (65, 105, 225), "TAS": (255, 165, 0),
-    "TUM": (205, 51, 51), "STR": (255, 165, 0),
-}
-WHITE = (255, 255, 255)
-# Colours for class names not in CLASS_COLOURS (datasets with other classes): distinct, none white/black.
-_EXTRA_COLOURS = ((31, 119, 180), (148, 103, 189), (140, 86, 75), (227, 119, 194), (127, 127, 127),
-                  (188, 189, 34), (23, 190, 207), (255, 127, 14), (44, 160, 44), (214, 39, 40))
-
-
-def class_palette(class_names: Sequence[str], background: tuple[int, int, int] | None = WHITE,
-                  colours: Mapping[str, tuple[int, int, int]] | None = None) -> list[tuple[int, int, int]]:
-    """Palette (one RGB triple per index) for ``class_names``, plus ``background`` at index ``C``.
-
-    Colours come from ``colours`` (default :data:`CLASS_COLOURS`); unknown names get distinct stock
-    colours in order. ``background=None`` leaves index ``C`` out.
-    """
-    table = dict(CLASS_COLOURS if colours is None else colours)
-    extra = iter(c for c in _EXTRA_COLOURS if c not in table.values())
-    out = []
-    for name in class_names:
-        if name not in table:
-            try:
-                table[name] = next(extra)
-            except StopIteration:
-                raise ValueError(f"class_palette: no colour left for class {name!r}; pass colours=") from None
-        out.append(tuple(int(v) for v in table[name]))
-    if background is not None:
-        out.append(tuple(int(v) for v in background))
-    return out
-
-
-#: Ready palettes, one RGB triple per index. LUAD-HistoSeg: its own colours, index 4 = white background.
-#: BCSS-WSSS: TUM red, STR green, LYM blue, NEC purple, index 4 = "other / not scored" (white, unused by
-#: pseudo masks), so masks written by the pseudo-mask job, by inference and by
-#: ``scripts/prepare_bcss_wsss.py`` look alike.
-PALETTES: dict[str, list[tuple[int, int, int]]] = {
-    "luad": class_palette(LUAD_CLASSES, WHITE),
-    "bcss": [(255, 0, 0), (0, 255, 0), (0, 0, 255), (153, 0, 255), WHITE],
-}
-
 
 # ------------------------------------------------------------------------------------------ labels
 _SPACED = re.compile(r"[01](?: +[01])*")
@@ -172,63 +121,6 @@ def read_index_mask(path: str | os.PathLike) -> np.ndarray:
             return np.asarray(im)
     except OSError as exc:
         raise ValueError(f"{path}: cannot read mask: {exc}") from exc
-
-
-def flat_palette(palette: Sequence, needed: int = 0) -> list[int]:
-    """A PIL palette (flat ``[r, g, b, ...]`` ints) from RGB triples or a flat list.
-
-    ``needed``: the number of indices the masks use; fewer colours is an error.
-    """
-    flat: list[int] = []
-    for entry in palette:
-        if isinstance(entry, (int, np.integer)):
-            flat.append(int(entry))
-        else:
-            if len(entry) != 3:
-                raise ValueError(f"palette entries must be (r, g, b) triples, got {entry!r}")
-            flat.extend(int(v) for v in entry)
-    if len(flat) % 3 or not flat or len(flat) > 768 or any(not 0 <= v <= 255 for v in flat):
-        raise ValueError(f"palette must be 1-256 (r, g, b) triples with values 0..255, got {len(flat)} values")
-    if len(flat) // 3 < needed:
-        raise ValueError(f"palette has {len(flat) // 3} colours but masks use indices 0..{needed - 1}")
-    return flat
-
-
-def index_palette(n_classes: int, background_index: int | None = None) -> list[tuple[int, int, int]]:
-    """Distinct stock colours for classes ``0..n_classes-1`` (no names known), white at ``background_index``."""
-    size = max(n_classes, (background_index + 1) if background_index is not None else 0)
-    colours = [_EXTRA_COLOURS[i % len(_EXTRA_COLOURS)] for i in range(size)]
-    if background_index is not None:
-        colours[background_index] = WHITE
-    return colours
-
-
-def write_palette_mask(path: str | os.PathLike, mask: np.ndarray | torch.Tensor, palette: Sequence) -> Path:
-    """Write a ``(H, W)`` integer index mask as a palette PNG, atomically (temp file + ``os.replace``).
-
-    ``palette``: ``[(r, g, b), ...]`` (one triple per index, e.g. :data:`PALETTES` ``["luad"]`` or
-    :func:`class_palette`) or a flat ``[r, g, b, r, g, b, ...]`` list. Every index in ``mask`` must have
-    a colour: an index past the palette is an error (most likely a class-count bug upstream).
-    The parent folder is created. Returns ``path``.
-    """
-    path = Path(path)
-    if path.suffix.lower() != ".png":
-        raise ValueError(f"{path}: palette masks are written as .png")
-    arr = mask.detach().cpu().numpy() if isinstance(mask, torch.Tensor) else np.asarray(mask)
-    if arr.ndim != 2 or arr.size == 0:
-        raise ValueError(f"{path}: mask must be a non-empty (H, W) array, got shape {arr.shape}")
-    if not (np.issubdtype(arr.dtype, np.integer) or arr.dtype == bool):
-        raise ValueError(f"{path}: mask must hold integer class indices, got dtype {arr.dtype}")
-    flat = flat_palette(palette)
-    n_colours = len(flat) // 3
-    lo, hi = int(arr.min()), int(arr.max())
-    if lo < 0 or hi >= n_colours:
-        bad = sorted(set(np.unique(arr[(arr < 0) | (arr >= n_colours)]).tolist()))
-        raise ValueError(f"{path}: mask holds indices {bad} but the palette has {n_colours} colours (0..{n_colours - 1})")
-    img = Image.fromarray(arr.astype(np.uint8), mode="P")
-    img.putpalette(flat + [0] * (768 - len(flat)))
-    save_png(path, img)
-    return path
 
 
 def write_rgb_png(path: str | os.PathLike, image: np.ndarray) -> Path:

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from monai_wsseg.io.palettes import CLASS_COLOURS
+
 __all__ = ["TISSUE_KINDS", "PATCH_CLASS_KINDS", "PATCH_PALETTE", "TextureParams"]
 
 GLASS, STROMA, GLAND, LYMPH, TUMOR, NECROSIS, TAS, BENIGN = range(8)
@@ -32,9 +34,9 @@ GLASS, STROMA, GLAND, LYMPH, TUMOR, NECROSIS, TAS, BENIGN = range(8)
 TISSUE_KINDS = ("glass", "stroma", "gland", "lymphoid", "tumor", "necrosis", "tumor_stroma", "benign_epithelium")
 #: Patch-set class names (LUAD-HistoSeg and BCSS-WSSS spellings) -> tissue kind code.
 PATCH_CLASS_KINDS = {"TE": TUMOR, "TUM": TUMOR, "NEC": NECROSIS, "LYM": LYMPH, "TAS": TAS, "STR": TAS}
-#: Mask palette colours per class name; background (white glass) is always white.
-PATCH_PALETTE = {"TE": (205, 51, 51), "TUM": (205, 51, 51), "NEC": (0, 255, 0),
-                 "LYM": (65, 105, 225), "TAS": (255, 165, 0), "STR": (255, 165, 0)}
+#: Mask palette colours per class name (the datasets' own, :data:`monai_wsseg.io.palettes.CLASS_COLOURS`);
+#: background (white glass) is always white.
+PATCH_PALETTE = CLASS_COLOURS
 _LN10 = math.log(10.0)
 _CELL = 16  # level-0 pixels between coarse layout nodes
 _BLOCK = 1024  # level-0 pixels per rendered block side

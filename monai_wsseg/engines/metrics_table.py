@@ -10,6 +10,8 @@ from pathlib import Path
 
 from ignite.engine import Engine, Events
 
+from monai_wsseg.utils.atomic import write_text_atomically
+
 __all__ = ["ValidationTable"]
 
 
@@ -51,9 +53,4 @@ class ValidationTable:
         writer.writeheader()
         writer.writerows(rows)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
-        try:
-            tmp.write_text(text.getvalue())
-            os.replace(tmp, self.path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        write_text_atomically(self.path, text.getvalue())

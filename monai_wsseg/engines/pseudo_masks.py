@@ -31,7 +31,7 @@ before that ReLU)::
                      "network_or_fn": "$@network.forward_with_features", "dataset": "@dataset",
                      "output_dir": "$@bundle_root + '/pseudo_masks'", "layers": ["b4_3", "b5_2", "final"],
                      "layer_dirs": {"final": "bn7"}, "batch_size": 16, "device": "@device",
-                     "background_index": 4, "palette": "$monai_wsseg.data.patches.PALETTES['luad']"},
+                     "background_index": 4, "palette": "$monai_wsseg.io.palettes.PALETTES['luad']"},
     "run": "$@pseudo_masks.run()"
 
 Any other ``nn.Module`` can be given as ``"@network"`` with submodule names as ``layers`` (forward hooks).
@@ -52,7 +52,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from monai_wsseg.data.patches import flat_palette, index_palette, write_palette_mask
+from monai_wsseg.io.palettes import flat_palette, index_palette, write_palette_mask
 from monai_wsseg.networks.cam import (
     ForwardWithFeatures,
     HookedForward,
@@ -165,8 +165,8 @@ def write_pseudo_masks(
         background_index: label of white background (LUAD-HistoSeg: ``C`` = 4); ``None``: no background class
             (BCSS-WSSS). When given, items need ``"background"`` or ``"raw"``.
         palette: RGB triples (or a flat list) covering every index used; default
-            :func:`~monai_wsseg.data.patches.index_palette`. ``PALETTES["luad"]`` / ``PALETTES["bcss"]`` of
-            :mod:`monai_wsseg.data.patches` are the datasets' own mask colours.
+            :func:`~monai_wsseg.io.palettes.index_palette`. ``PALETTES["luad"]`` / ``PALETTES["bcss"]`` of
+            :mod:`monai_wsseg.io.palettes` are the datasets' own mask colours.
         layer_dirs: output folder per layer when it should differ from the layer's name, e.g.
             ``{"final": "bn7"}``: the reference's "bn7" Grad-CAM is taken on ReLU(bn7), which
             :class:`~monai_wsseg.networks.resnet38.ResNet38d` calls ``"final"``.

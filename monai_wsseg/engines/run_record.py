@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from monai_wsseg.outputs import check_output_dir
+from monai_wsseg.utils.atomic import write_text_atomically
 
 __all__ = ["record_run"]
 
@@ -28,8 +29,4 @@ def record_run(output_dir: str | Path, profile: str, **settings) -> Path:
     info = {"profile": profile, "settings": settings, "started": time.strftime("%Y-%m-%d %H:%M:%S"),
             "versions": {"python": platform.python_version(), "torch": torch.__version__, "monai": monai.__version__},
             "device": "cuda" if torch.cuda.is_available() else f"cpu ({os.cpu_count()} cores)"}
-    path = out / "run.json"
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(info, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
-    return path
+    return write_text_atomically(out / "run.json", json.dumps(info, indent=2, default=str) + "\n")

@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 from monai_wsseg.metrics.tissue import TissueConfusion
 from monai_wsseg.networks.cam import cams_to_mask, multi_layer_gradcam
 from monai_wsseg.networks.gate import apply_gate
+from monai_wsseg.utils.atomic import write_text_atomically
 
 __all__ = ["WSSSEvaluation"]
 
@@ -89,16 +90,11 @@ class WSSSEvaluation:
                  for name, s in scores.items()]
         text = io.StringIO()
         csv.writer(text).writerows([header, *table])
-        _atomic(self.output_dir / "evaluation.csv", text.getvalue())
+        write_text_atomically(self.output_dir / "evaluation.csv", text.getvalue())
         md = ["# WSSS evaluation", "", f"Split of {len(self.dataset)} patches; white background ignored; "
               f"gate ε = {self.epsilon}. `cam:<layer>`: phase-1 Grad-CAM masks; `segmentation`: phase 2.", "",
               "| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
         md += ["| " + " | ".join(r) + " |" for r in table]
-        _atomic(self.output_dir / "evaluation.md", "\n".join(md) + "\n")
+        write_text_atomically(self.output_dir / "evaluation.md", "\n".join(md) + "\n")
 
-
-def _atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 

@@ -17,7 +17,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from monai_wsseg.data.patches import read_rgb, white_background, write_palette_mask
+from monai_wsseg.data.patches import read_rgb, white_background
+from monai_wsseg.io.palettes import write_palette_mask
 
 __all__ = ["predict_patch_folder"]
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from monai_wsseg.data.manifest import SLIDE_EXTENSIONS, SlideRecord, find_manifest_or_slides
 from monai_wsseg.inference.engine import WSIInferer
 from monai_wsseg.inference.report import slide_report, write_slide_report
-from monai_wsseg.inference.writers import write_geojson, write_map_tiff, write_overlay_png
+from monai_wsseg.io import write_geojson, write_map_tiff, write_overlay_png
 from monai_wsseg.outputs import check_output_dir
 from monai_wsseg.wsi.slide import open_slide
 from monai_wsseg.wsi.tissue import compute_tissue_mask, tissue_on_grid

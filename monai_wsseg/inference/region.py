@@ -18,7 +18,7 @@ import numpy as np
 
 from monai_wsseg.inference.engine import SlideMap, WSIInferer
 from monai_wsseg.inference.tiles import TilePlan
-from monai_wsseg.inference.writers import MapPolygon, map_polygons
+from monai_wsseg.io import MapPolygon, map_polygons
 from monai_wsseg.wsi.slide import Slide, open_slide
 from monai_wsseg.wsi.tissue import TissueMask, compute_tissue_mask
 
@@ -63,7 +63,7 @@ class RegionMap:
         holes: bool = True,
     ) -> list[MapPolygon]:
         """The regions of every class in these cells as level-0 polygons (see
-        :func:`~monai_wsseg.inference.writers.map_polygons`, whose rules and arguments these are).
+        :func:`~monai_wsseg.io.polygons.map_polygons`, whose rules and arguments these are).
 
         A region that continues outside these cells is cut at their border, so the polygons of adjacent
         regions tile the polygons of a whole-slide map.

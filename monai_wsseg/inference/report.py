@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from monai_wsseg.utils.atomic import write_text_atomically
+
 if TYPE_CHECKING:  # the engine pulls in torch and MONAI; reading a report needs neither
     from monai_wsseg.inference.engine import SlideMap
 
@@ -49,16 +51,8 @@ def slide_report(smap: SlideMap, slide_dimensions: tuple[int, int]) -> dict[str,
 
 
 def write_slide_report(path: str | os.PathLike, report: dict[str, Any]) -> Path:
-    """Write ``report`` as JSON to a hidden temporary name beside ``path``, then rename it to ``path``."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+    """Write ``report`` as JSON to ``path`` atomically (:func:`~monai_wsseg.utils.atomic.write_atomically`)."""
+    return write_text_atomically(path, json.dumps(report, indent=1) + "\n")
 
 
 def read_slide_report(path: str | os.PathLike) -> dict[str, Any]:

@@ -67,7 +67,7 @@ def cohort(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def patches(tmp_path_factory) -> Path:
-    from monai_wsseg.data.patches import class_palette, write_palette_mask
+    from monai_wsseg.io.palettes import class_palette, write_palette_mask
 
     data = make_patch_set(tmp_path_factory.mktemp("zoo_patches") / "p", n_train=4, n_val=2, n_test=2, size=64, seed=2)
     palette = class_palette(["TE", "NEC", "LYM", "TAS"])

@@ -11,18 +11,16 @@ import torch
 from PIL import Image
 
 from monai_wsseg.data.patches import (
-    PALETTES,
     PatchClassificationDataset,
     PatchSegmentationDataset,
     PseudoMaskDataset,
     RandFlipRot90d,
-    class_palette,
     parse_label,
     read_index_mask,
     white_background,
-    write_palette_mask,
 )
 from monai_wsseg.data.synthetic import make_patch_set
+from monai_wsseg.io.palettes import PALETTES, write_palette_mask
 from tests.conftest import load_script
 
 C = 4  # LUAD-HistoSeg classes: TE NEC LYM TAS; background index 4
@@ -183,29 +181,6 @@ def test_pseudo_mask_missing_folder_and_file(root_copy):
         PseudoMaskDataset(root_copy, ["pm/b5_2", "pm/bn7"], C)
     with pytest.raises(ValueError, match="non-empty list"):
         PseudoMaskDataset(root_copy, "pm/bn7", C)
-
-
-# ---------------------------------------------------------------------------------------- palettes
-def test_palette_round_trip(tmp_path):
-    rng = np.random.default_rng(0)
-    mask = rng.integers(0, C + 1, (40, 56))
-    path = write_palette_mask(tmp_path / "sub" / "m.png", mask, PALETTES["luad"])
-    with Image.open(path) as im:
-        assert im.mode == "P" and im.size == (56, 40)
-        pal = im.getpalette()[: 3 * (C + 1)]
-        rgb = np.asarray(im.convert("RGB"))
-    assert np.array_equal(read_index_mask(path), mask)
-    assert [tuple(pal[i : i + 3]) for i in range(0, len(pal), 3)] == [
-        (205, 51, 51), (0, 255, 0), (65, 105, 225), (255, 165, 0), (255, 255, 255)]
-    assert tuple(rgb[mask == 2][0]) == (65, 105, 225)
-    assert [p.name for p in (tmp_path / "sub").iterdir()] == ["m.png"]  # no temp file left
-    with pytest.raises(ValueError, match=r"indices \[5\] but the palette has 5 colours"):
-        write_palette_mask(tmp_path / "bad.png", np.full((4, 4), 5), PALETTES["luad"])
-    assert not (tmp_path / "bad.png").exists()
-    # BCSS: distinct colours; unknown class names still get distinct colours
-    assert len(set(PALETTES["bcss"])) == 5
-    pal6 = class_palette(["TE", "A", "B", "C", "D", "E"])
-    assert len(set(pal6)) == 7 and pal6[-1] == (255, 255, 255)
 
 
 def test_white_background():

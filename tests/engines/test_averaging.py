@@ -72,6 +72,21 @@ def test_cosine_schedule_ends_low_constant_stays():
         lr_scheduler(opt2, "step")
 
 
+def test_poly_schedule_is_paper_b_with_a_floor():
+    opt = torch.optim.SGD(_net().parameters(), lr=2.0)
+    sched = lr_scheduler(opt, "poly", epochs=5, final_fraction=0.05, power=0.9)
+    rates = []
+    for _ in range(6):
+        rates.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    expected = [2.0 * max(0.05, (1 - e / 5) ** 0.9) for e in range(6)]
+    assert rates == pytest.approx(expected)
+    assert rates[-1] == pytest.approx(0.1)  # the floor, not 0
+    with pytest.raises(ValueError, match="power > 0"):
+        lr_scheduler(opt, "poly", epochs=5, power=0)
+
+
 def test_validation_table_rewrites_and_resumes(tmp_path):
     path = tmp_path / "validation.csv"
     table = ValidationTable(path)

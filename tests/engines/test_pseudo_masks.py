@@ -12,8 +12,9 @@ from monai.data import Dataset as MonaiDataset
 from PIL import Image
 from torch.utils.data import Dataset
 
-from monai_wsseg.data.patches import PALETTES, index_palette, white_background
+from monai_wsseg.data.patches import white_background
 from monai_wsseg.engines.pseudo_masks import PseudoMaskJob, mask_path, write_pseudo_masks
+from monai_wsseg.io.palettes import PALETTES, index_palette
 from monai_wsseg.networks.cam import HookedForward, cams_to_mask, multi_layer_gradcam
 from tests.networks.test_cam import LAYERS, TinyCAMNet
 
@@ -212,7 +213,7 @@ def test_runs_from_a_bundle_config(tmp_path: Path) -> None:
                          "network_or_fn": "@network", "dataset": "@dataset",
                          "output_dir": "$@bundle_root + '/pseudo_masks'", "layers": ["b4_3", "b5_2", "bn7"],
                          "batch_size": 2, "device": "cpu", "background_index": 4, "progress": False,
-                         "palette": "$monai_wsseg.data.patches.PALETTES['luad']"},
+                         "palette": "$monai_wsseg.io.palettes.PALETTES['luad']"},
         "run": "$@pseudo_masks.run()",
     }, globals={"monai_wsseg": "monai_wsseg"})
     counts = parser.get_parsed_content("run")
@@ -236,7 +237,7 @@ def test_end_to_end_with_patch_dataset_and_pda_classifier(tmp_path: Path) -> Non
     # the reference's "bn7" masks come from ReLU(bn7), ResNet38d's "final": written to the "bn7" folder
     layers = ["b4_3", "b5_2", "final"]
     counts = write_pseudo_masks(net.forward_with_features, ds, out, layers, batch_size=4, background_index=4,
-                                palette=patches.PALETTES["luad"], layer_dirs={"final": "bn7"}, progress=False)
+                                palette=PALETTES["luad"], layer_dirs={"final": "bn7"}, progress=False)
     assert counts == {"images": 4, "written": 4, "skipped": 0, "files": 12}
     assert sorted(p.name for p in out.iterdir()) == ["b4_3", "b5_2", "bn7"]
     assert net.training  # restored

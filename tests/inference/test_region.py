@@ -42,7 +42,7 @@ def test_region_polygons_tile_the_whole_map_polygons(slide_path, whole):
     from shapely.geometry import Polygon
     from shapely.ops import unary_union
 
-    from monai_wsseg.inference.writers import map_polygons
+    from monai_wsseg.io import map_polygons
 
     slide = open_slide(slide_path)
     tissue = full_mask(slide)

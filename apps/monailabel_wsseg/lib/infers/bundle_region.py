@@ -38,7 +38,7 @@ from monai_wsseg.errors import project_cause
 from monai_wsseg.inference.engine import WSIInferer
 from monai_wsseg.inference.region import infer_region, region_cells
 from monai_wsseg.inference.tiles import TilePlan
-from monai_wsseg.inference.writers import default_colors
+from monai_wsseg.io import default_colors
 from monai_wsseg.wsi.slide import Slide, open_slide
 from monai_wsseg.wsi.tissue import TissueMask, compute_tissue_mask
 
