@@ -3,7 +3,7 @@
 
     python scripts/make_demo_data.py                 # -> <project>/demo/{cohort,patches}
     python scripts/make_demo_data.py --out /tmp/demo --size 4096 --patches 100
-    python scripts/make_demo_data.py --hard          # + <project>/demo/hard/{home,lab2}: the stability cohorts
+    python scripts/make_demo_data.py --hard          # + <project>/demo/hard/{home,lab2,patches}: stability data
 
 Reruns keep every file that already exists, so an interrupted run resumes where it stopped.
 The summary reads the written files back (tissue = the paper's "not all of R, G, B > 220" rule on
@@ -29,7 +29,7 @@ if str(ROOT) not in sys.path:  # run from a checkout without installing the pack
     sys.path.insert(0, str(ROOT))
 
 from monai_wsseg.data.synthetic import make_cohort, make_patch_set, parse_patch_label  # noqa: E402
-from monai_wsseg.synthetic import make_hard_cohorts  # noqa: E402
+from monai_wsseg.synthetic import make_hard_cohorts, make_hard_patch_sets  # noqa: E402
 
 CLASS_NAMES = ("TE", "NEC", "LYM", "TAS")
 
@@ -106,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--patch-mpp", type=float, default=1.0)
     ap.add_argument("--hard", action="store_true",
                     help="also write the hard cohort and its second lab (demo/hard/home, demo/hard/lab2; "
-                         "4096 px slides, see monai_wsseg.synthetic.hard)")
+                         "4096 px slides, see monai_wsseg.synthetic.hard) and the hard patch sets "
+                         "(demo/hard/patches/{home,lab2}, see monai_wsseg.synthetic.hard_patches)")
     args = ap.parse_args(argv)
     if args.patches < 0 or args.n_tumor < 0 or args.n_normal < 0:
         ap.error("counts must be >= 0")
@@ -120,11 +121,13 @@ def main(argv: list[str] | None = None) -> int:
     patches = make_patch_set(args.out / "patches", n_train=args.patches, n_val=n_eval, n_test=n_eval,
                              size=args.patch_size, seed=args.seed, mpp=args.patch_mpp, class_names=CLASS_NAMES)
     hard = make_hard_cohorts(args.out / "hard", seed=args.seed) if args.hard else {}
+    hard_patches = make_hard_patch_sets(args.out / "hard" / "patches", seed=args.seed) if args.hard else {}
     t2 = time.perf_counter()
     summarise_cohort(manifest)
     for found in hard.values():
         summarise_cohort(found)
-    summarise_patches(patches)
+    for root in (patches, *hard_patches.values()):
+        summarise_patches(root)
     print(f"\nTime: cohort {t1 - t0:.1f} s, patches {t2 - t1:.1f} s, total {t2 - t0:.1f} s")
     return 0
 

@@ -1,9 +1,12 @@
 """Judge a training recipe by its worst seed: train a bundle once per seed, evaluate, tabulate, apply floors.
 
 For each seed of the protocol (``configs/stability/*.json``) the bundle is trained in this process into
-``OUT/seed_<s>/train``, then its kept checkpoint (best ``val_auc``), its last epoch and its checkpoint
-chosen from slide labels only are evaluated on the home cohort's test split, and the kept one on the
-second lab's cohort (see :mod:`monai_wsseg.bundle.stability` for every figure).
+``OUT/seed_<s>/train`` and evaluated on the home data's test split and the second lab's. The protocol's
+``kind`` says which bundle: ``mil`` (default; ``mil_cpu.json``) evaluates the kept checkpoint (best
+``val_auc``), the last epoch and the checkpoint chosen from slide labels only (see
+:mod:`monai_wsseg.bundle.stability`); ``wsss`` (``wsss_cpu.json``) runs the four phases (classifier, pseudo
+masks, segmenter, evaluation) with the config lists and overrides the protocol gives each, and judges test
+MIoU and per-class IoU (see :mod:`monai_wsseg.bundle.stability_wsss`).
 
 Outputs: ``OUT/stability.csv`` and ``OUT/stability.md`` (a row per seed, then median / min / max rows),
 ``OUT/stability.png`` (validation curves) and ``OUT/stability.log`` (the full log).
@@ -19,9 +22,10 @@ Usage::
 
     python scripts/stability.py --protocol configs/stability/mil_cpu.json --output_dir OUT
         [--seeds 0,1] [--dataset_dir DIR] [--second_lab_dir DIR] [-- --num_epochs 3 ...]
+    python scripts/stability.py --protocol configs/stability/wsss_cpu.json --output_dir OUT
 
-Bundle overrides after ``--`` are parsed as the bundle CLI (Python Fire) parses them and reach every run;
-``seed``, ``output_dir``, ``dataset_dir`` and ``ckpt_path`` are the protocol's.
+Bundle overrides after ``--`` are parsed as the bundle CLI (Python Fire) parses them and reach every run
+whose config takes them; ``seed``, ``output_dir``, ``dataset_dir`` and the checkpoint paths are the protocol's.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import math
 import sys
 import time
 from collections.abc import Sequence
@@ -51,7 +56,8 @@ PROG = "stability.py"
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--protocol", type=Path, required=True, help="protocol JSON (e.g. configs/stability/mil_cpu.json)")
+    p.add_argument("--protocol", type=Path, required=True,
+                   help="protocol JSON (e.g. configs/stability/mil_cpu.json or wsss_cpu.json)")
     p.add_argument("--output_dir", type=Path, required=True, help="study folder (resumed when it exists)")
     p.add_argument("--seeds", help="comma-separated seeds instead of the protocol's, e.g. 0,1")
     p.add_argument("--dataset_dir", type=Path, help="home cohort instead of the protocol's")
@@ -81,6 +87,7 @@ def run(argv: Sequence[str] | None = None) -> StabilityResults | int:
         protocol.check()
         overrides = parse_overrides(extra)
         check_overrides(protocol, {**protocol.overrides, **overrides})
+        spec = protocol.figure_spec()
     except (OSError, ValueError) as exc:
         return _fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
 
@@ -89,15 +96,16 @@ def run(argv: Sequence[str] | None = None) -> StabilityResults | int:
     n = len(protocol.seeds)
 
     def progress(k: int, r: SeedResult, seconds: float) -> None:
-        auc = r.figures["kept_test_auc"]
-        logger.info("[%d/%d] seed %d: %s in %.1f s; kept test AUC %s; %s", k + 1, n, r.seed, r.status, seconds,
-                    "n/a" if auc != auc else f"{auc:.4f}", r.verdict())
+        value = r.figures[spec.headline]
+        logger.info("[%d/%d] seed %d: %s in %.1f s; %s %s; %s", k + 1, n, r.seed, r.status, seconds,
+                    spec.title(spec.headline, protocol.floors), "n/a" if math.isnan(value) else f"{value:.4f}",
+                    r.verdict())
 
     start = time.perf_counter()
     with bundle_logging(out / "stability.log"):
         logger.info("stability of %s: seed(s) %s into %s", protocol.name, ", ".join(map(str, protocol.seeds)), out)
         results = run_stability(protocol, out, overrides, on_result=progress)
-        print("\n" + markdown_table(results.seeds, protocol.floors), flush=True)
+        print("\n" + markdown_table(results.seeds, protocol.floors, results.spec), flush=True)
         logger.info("tables: %s, %s; curves: %s", results.csv, results.markdown, results.plot)
         for r in results.failed:
             logger.error("seed %d failed: %s", r.seed, r.error)

@@ -62,6 +62,7 @@ if str(PROJECT_ROOT) not in sys.path:  # run from a checkout without installing 
     sys.path.insert(0, str(PROJECT_ROOT))
 
 from monai_wsseg import bundle_runs  # noqa: E402
+from monai_wsseg.metrics.tissue import read_scores_table  # noqa: E402
 
 BUNDLE = PROJECT_ROOT / "bundles" / "wsss_tissue_segmentation"
 CONFIGS = BUNDLE / "configs"
@@ -248,23 +249,8 @@ class RunResult:
         return sum(self.seconds.values()) if self.seconds else math.nan
 
 
-def read_evaluation(path: Path) -> dict[str, dict[str, float]]:
-    """``evaluation.csv`` → ``{row: {"iou_TE": …, "miou": …, "fwiou": …, "acc": …}}``.
-
-    Raises:
-        ValueError: no ``row`` column, or a value that is not a number.
-    """
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        if not reader.fieldnames or "row" not in reader.fieldnames:
-            raise ValueError(f"{path}: no 'row' column")
-        out = {}
-        for r in reader:
-            try:
-                out[r["row"]] = {k: float(v) for k, v in r.items() if k != "row"}
-            except (TypeError, ValueError):
-                raise ValueError(f"{path}: row {r['row']!r} has a value that is not a number") from None
-    return out
+#: ``evaluation.csv`` → ``{row: {"iou_TE": …, "miou": …, "fwiou": …, "acc": …}}`` (ValueError if malformed).
+read_evaluation = read_scores_table
 
 
 def _read_record(run_dir: Path) -> dict[str, Any]:

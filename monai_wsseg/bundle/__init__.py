@@ -1,13 +1,16 @@
-"""Protocols that run a bundle many times and judge the outcome (``scripts/stability.py``).
+"""Protocols that run a bundle many times and judge the outcome (``scripts/stability.py``): the MIL bundle's
+(:mod:`~monai_wsseg.bundle.stability`) and the WSSS bundle's (:mod:`~monai_wsseg.bundle.stability_wsss`).
 
 Cheap to import: ``monai`` and ``torch`` are imported inside the functions that train or evaluate.
 """
 
 from __future__ import annotations
 
-from monai_wsseg.bundle.stability import run_seed, run_stability
+from monai_wsseg.bundle.stability import read_or_run, run_seed, run_stability, same_weights, seed_study
 from monai_wsseg.bundle.stability_protocol import (
     Floors,
+    FloorsBase,
+    ProtocolBase,
     StabilityProtocol,
     check_overrides,
     load_protocol,
@@ -15,16 +18,22 @@ from monai_wsseg.bundle.stability_protocol import (
 )
 from monai_wsseg.bundle.stability_results import (
     FIGURES,
+    MIL_SPEC,
+    FigureSpec,
     SeedResult,
     StabilityResults,
     check_floors,
     curve_figures,
+    merge_curves,
     read_validation_curve,
 )
 from monai_wsseg.bundle.stability_tables import markdown_table, plot_curves, summarize, write_tables
+from monai_wsseg.bundle.stability_wsss import WSSSFloors, WSSSProtocol, wsss_spec
 
 __all__ = [
-    "FIGURES", "Floors", "SeedResult", "StabilityProtocol", "StabilityResults", "check_floors",
-    "check_overrides", "curve_figures", "load_protocol", "markdown_table", "parse_seeds", "plot_curves",
-    "read_validation_curve", "run_seed", "run_stability", "summarize", "write_tables",
+    "FIGURES", "MIL_SPEC", "FigureSpec", "Floors", "FloorsBase", "ProtocolBase", "SeedResult", "StabilityProtocol",
+    "StabilityResults", "WSSSFloors", "WSSSProtocol", "check_floors", "check_overrides", "curve_figures",
+    "load_protocol", "markdown_table", "merge_curves", "parse_seeds", "plot_curves", "read_or_run",
+    "read_validation_curve", "run_seed", "run_stability", "same_weights", "seed_study", "summarize", "write_tables",
+    "wsss_spec",
 ]

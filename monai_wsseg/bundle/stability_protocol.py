@@ -1,29 +1,41 @@
 """The stability protocol: a recipe (bundle + config overlays + cohort), its seeds and the floors every
 seed must clear, read from a protocol JSON file (``configs/stability/*.json``).
 
-:func:`monai_wsseg.bundle.stability.run_stability` runs one; this module only reads and checks it.
+A protocol's ``kind`` names the bundle it judges: ``"mil"`` (default, :class:`StabilityProtocol`) or ``"wsss"``
+(:class:`~monai_wsseg.bundle.stability_wsss.WSSSProtocol`); both share :class:`ProtocolBase` and
+:class:`FloorsBase`. :func:`monai_wsseg.bundle.stability.run_stability` runs one; this module only reads and
+checks it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from monai_wsseg.bundle_runs import WORKFLOW_ARGS, one_line, unknown_overrides
 
-__all__ = ["PROTOCOL_KEYS", "Floors", "StabilityProtocol", "check_overrides", "load_protocol", "parse_seeds"]
+if TYPE_CHECKING:
+    from monai_wsseg.bundle.stability_results import FigureSpec
 
-#: Override ids the protocol sets itself for every run.
+__all__ = ["KINDS", "PROTOCOL_KEYS", "Floors", "FloorsBase", "ProtocolBase", "StabilityProtocol", "check_overrides",
+           "load_protocol", "parse_seeds"]
+
+#: Override ids the MIL protocol sets itself for every run.
 PROTOCOL_KEYS = frozenset({"seed", "output_dir", "dataset_dir", "ckpt_path", "bundle_root", "evaluation#threshold"})
 
-_PROTOCOL_FIELDS = frozenset({"description", "root", "name", "bundle", "configs", "eval_configs", "seeds",
-                              "dataset_dir", "second_lab_dir", "overrides", "floors"})
+#: Protocol kinds: the bundle each judges.
+KINDS: tuple[str, ...] = ("mil", "wsss")
+
+#: Keys of every protocol file; a kind adds its own (``EXTRA_FIELDS``).
+_COMMON_FIELDS = frozenset({"description", "root", "name", "kind", "bundle", "configs", "seeds", "dataset_dir",
+                            "second_lab_dir", "overrides", "floors"})
 
 
 def _number(value: Any, what: str) -> float:
@@ -33,35 +45,31 @@ def _number(value: Any, what: str) -> float:
 
 
 @dataclass(frozen=True)
-class Floors:
-    """What every seed must reach; ``None`` leaves a figure unjudged.
+class FloorsBase:
+    """What every seed must reach, the parts every kind shares; ``None`` leaves a figure unjudged.
 
     Attributes:
-        min_test_auc: lowest ``kept_test_auc``.
         warmup: epochs before ``min_val_after_warmup`` starts counting (validation may be poor early).
-        min_val_after_warmup: lowest ``val_auc`` of any epoch after ``warmup``.
-        max_selection_gap: largest ``|kept_test_auc - label_test_auc|``.
-        min_second_lab_auc: lowest ``lab2_auc``.
+        min_val_after_warmup: lowest value of the kept checkpoint's validation metric after ``warmup``.
+
+    A kind names its scalar floors in ``_RULES``: ``(floor field, judged figure, "≥" or "≤")``.
     """
 
-    min_test_auc: float | None = None
     warmup: int = 0
     min_val_after_warmup: float | None = None
-    max_selection_gap: float | None = None
-    min_second_lab_auc: float | None = None
+
+    _RULES: ClassVar[tuple[tuple[str, str, str], ...]] = (("min_val_after_warmup", "min_val_after_warmup", "≥"),)
 
     def __post_init__(self) -> None:
-        for name in ("min_test_auc", "min_val_after_warmup", "max_selection_gap", "min_second_lab_auc"):
+        for name, _, _ in self._RULES:
             value = getattr(self, name)
             if value is not None:
                 object.__setattr__(self, name, _number(value, f"floors.{name}"))
-        if self.max_selection_gap is not None and self.max_selection_gap < 0:
-            raise ValueError(f"floors.max_selection_gap must be >= 0, got {self.max_selection_gap}")
         if isinstance(self.warmup, bool) or not isinstance(self.warmup, int) or self.warmup < 0:
             raise ValueError(f"floors.warmup must be a whole number of epochs >= 0, got {self.warmup!r}")
 
     @classmethod
-    def from_mapping(cls, data: Mapping[str, Any]) -> Floors:
+    def from_mapping(cls, data: Mapping[str, Any]) -> FloorsBase:
         """From a protocol's ``floors`` object; an unknown key is an error (a typo would judge nothing)."""
         if not isinstance(data, Mapping):
             raise ValueError(f"floors must be an object, got {type(data).__name__}")
@@ -73,40 +81,62 @@ class Floors:
 
     def rules(self) -> list[tuple[str, str, str, float]]:
         """``(floor name, figure, "≥" or "≤", limit)`` for each floor that is set."""
-        pairs = (("min_test_auc", "kept_test_auc", "≥"), ("min_val_after_warmup", "min_val_after_warmup", "≥"),
-                 ("max_selection_gap", "selection_gap", "≤"), ("min_second_lab_auc", "lab2_auc", "≥"))
-        return [(name, figure, op, getattr(self, name)) for name, figure, op in pairs
+        return [(name, figure, op, getattr(self, name)) for name, figure, op in self._RULES
                 if getattr(self, name) is not None]
 
 
 @dataclass(frozen=True)
-class StabilityProtocol:
-    """A recipe and the seeds it is judged on.
+class Floors(FloorsBase):
+    """The MIL bundle's floors (with :class:`FloorsBase`'s ``warmup`` and ``min_val_after_warmup`` on ``val_auc``).
+
+    Attributes:
+        min_test_auc: lowest ``kept_test_auc``.
+        max_selection_gap: largest ``|kept_test_auc - label_test_auc|``.
+        min_second_lab_auc: lowest ``lab2_auc``.
+    """
+
+    min_test_auc: float | None = None
+    max_selection_gap: float | None = None
+    min_second_lab_auc: float | None = None
+
+    _RULES: ClassVar[tuple[tuple[str, str, str], ...]] = (
+        ("min_test_auc", "kept_test_auc", "≥"), ("min_val_after_warmup", "min_val_after_warmup", "≥"),
+        ("max_selection_gap", "selection_gap", "≤"), ("min_second_lab_auc", "lab2_auc", "≥"))
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.max_selection_gap is not None and self.max_selection_gap < 0:
+            raise ValueError(f"floors.max_selection_gap must be >= 0, got {self.max_selection_gap}")
+
+
+@dataclass(frozen=True)
+class ProtocolBase:
+    """What every kind of protocol holds: a bundle, the home data set, seeds, a second lab, overrides.
 
     Attributes:
         bundle: bundle folder (holding ``configs/``).
-        dataset_dir: home cohort (manifest with ``train`` / ``val`` / ``test`` splits).
+        dataset_dir: home data set (split into ``train`` / ``val`` / ``test`` as the bundle reads it).
         seeds: training seeds, distinct, >= 0.
-        configs: training config files in ``bundle/configs``, later ones overlaying earlier ones.
-        eval_configs: evaluation config files; default ``inference.json``, the overlays of ``configs``
-            other than ``train.json`` (the profile: backbone, resolution, tiles), then ``evaluate.json``.
-        second_lab_dir: another lab's cohort, every slide in ``test``; ``None`` skips ``lab2_auc``.
-        floors: what every seed must reach.
+        second_lab_dir: another lab's data set, all of it in ``test``; ``None`` skips the second-lab figures.
         overrides: bundle overrides for every run (the command line's come on top).
         name: title of the tables.
         source: the protocol file, when loaded from one.
+
+    A kind sets ``kind``, ``OWNED_KEYS`` (override ids it sets per run), ``EXTRA_FIELDS`` (its own keys of
+    the protocol file) and implements :meth:`config_sets`, :meth:`figure_spec` and :meth:`from_data`.
     """
 
     bundle: Path
     dataset_dir: Path
     seeds: tuple[int, ...]
-    configs: tuple[str, ...] = ("train.json",)
-    eval_configs: tuple[str, ...] | None = None
     second_lab_dir: Path | None = None
-    floors: Floors = field(default_factory=Floors)
     overrides: Mapping[str, Any] = field(default_factory=dict)
     name: str = "stability"
     source: Path | None = None
+
+    kind: ClassVar[str] = ""
+    OWNED_KEYS: ClassVar[frozenset[str]] = frozenset()
+    EXTRA_FIELDS: ClassVar[frozenset[str]] = frozenset()
 
     def __post_init__(self) -> None:
         seeds = tuple(self.seeds)
@@ -119,13 +149,6 @@ class StabilityProtocol:
         if repeated:
             raise ValueError(f"seeds: {repeated} given more than once")
         object.__setattr__(self, "seeds", seeds)
-        for name in ("configs", "eval_configs"):
-            value = getattr(self, name)
-            if value is None:
-                continue
-            if not isinstance(value, (list, tuple)) or not value or not all(isinstance(c, str) and c for c in value):
-                raise ValueError(f"{name} must be a non-empty list of config file names, got {value!r}")
-            object.__setattr__(self, name, tuple(value))
         object.__setattr__(self, "bundle", Path(self.bundle))
         object.__setattr__(self, "dataset_dir", Path(self.dataset_dir))
         if self.second_lab_dir is not None:
@@ -142,6 +165,83 @@ class StabilityProtocol:
         meta = self.config_dir / "metadata.json"
         return meta if meta.is_file() else None
 
+    def config_sets(self) -> list[list[Path]]:
+        """The merged configs the protocol runs (training, evaluation, ...), each a list of files."""
+        raise NotImplementedError
+
+    def figure_spec(self) -> FigureSpec:
+        """The per-seed figures and how the tables name them."""
+        raise NotImplementedError
+
+    @classmethod
+    def from_data(cls, data: Mapping[str, Any], common: Mapping[str, Any]) -> ProtocolBase:
+        """The protocol of a file's ``data``, given its ``common`` fields already read (paths resolved)."""
+        raise NotImplementedError
+
+    def check(self) -> None:
+        """Refuse, with one line naming it, a folder or config file that is not there, or data the bundle
+        cannot train on (see :meth:`_check_data`).
+
+        Raises:
+            FileNotFoundError: the bundle, a config file, the data set or the second lab's data set is missing.
+            ValueError: the data set cannot serve the protocol.
+        """
+        if not self.config_dir.is_dir():
+            raise FileNotFoundError(f"{self.bundle}: bundle folder not found (no configs/ in it)")
+        for f in dict.fromkeys(itertools.chain.from_iterable(self.config_sets())):
+            if not f.is_file():
+                raise FileNotFoundError(f"{f}: bundle config file not found")
+        if not self.dataset_dir.exists():
+            raise FileNotFoundError(f"{self.dataset_dir}: dataset folder not found (dataset_dir)")
+        if self.second_lab_dir is not None and not self.second_lab_dir.exists():
+            raise FileNotFoundError(f"{self.second_lab_dir}: second lab's dataset folder not found (second_lab_dir)")
+        self._check_data()
+
+    def _check_data(self) -> None:
+        """A kind's checks of its data, before any seed runs (a study of hours must not fail on its first run)."""
+
+    def settings(self) -> dict[str, Any]:
+        """What a seed's figures depend on besides the seed (kept in ``result.json`` to spot a changed recipe)."""
+        return {"bundle": str(self.bundle), "dataset_dir": str(self.dataset_dir),
+                "second_lab_dir": None if self.second_lab_dir is None else str(self.second_lab_dir)}
+
+
+def _config_names(value: Any, what: str) -> tuple[str, ...]:
+    if not isinstance(value, (list, tuple)) or not value or not all(isinstance(c, str) and c for c in value):
+        raise ValueError(f"{what} must be a non-empty list of config file names, got {value!r}")
+    return tuple(value)
+
+
+@dataclass(frozen=True)
+class StabilityProtocol(ProtocolBase):
+    """The MIL bundle's recipe and the seeds it is judged on (``kind`` ``"mil"``); see :class:`ProtocolBase`.
+
+    Attributes:
+        configs: training config files in ``bundle/configs``, later ones overlaying earlier ones.
+        eval_configs: evaluation config files; default ``inference.json``, the overlays of ``configs``
+            other than ``train.json`` (the profile: backbone, resolution, tiles), then ``evaluate.json``.
+        floors: what every seed must reach.
+    """
+
+    configs: tuple[str, ...] = ("train.json",)
+    eval_configs: tuple[str, ...] | None = None
+    floors: Floors = field(default_factory=Floors)
+
+    kind: ClassVar[str] = "mil"
+    OWNED_KEYS: ClassVar[frozenset[str]] = PROTOCOL_KEYS
+    EXTRA_FIELDS: ClassVar[frozenset[str]] = frozenset({"eval_configs"})
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "configs", _config_names(self.configs, "configs"))
+        if self.eval_configs is not None:
+            object.__setattr__(self, "eval_configs", _config_names(self.eval_configs, "eval_configs"))
+
+    @classmethod
+    def from_data(cls, data: Mapping[str, Any], common: Mapping[str, Any]) -> StabilityProtocol:
+        return cls(**common, configs=data.get("configs", ("train.json",)), eval_configs=data.get("eval_configs"),
+                   floors=Floors.from_mapping(data.get("floors", {})))
+
     def train_files(self) -> list[Path]:
         return [self.config_dir / c for c in self.configs]
 
@@ -150,40 +250,28 @@ class StabilityProtocol:
                                       "evaluate.json")
         return [self.config_dir / c for c in names]
 
-    def check(self) -> None:
-        """Refuse, with one line naming it, a folder or config file that is not there.
+    def config_sets(self) -> list[list[Path]]:
+        return [self.train_files(), self.eval_files()]
 
-        Raises:
-            FileNotFoundError: the bundle, a config file, the cohort or the second lab's cohort is missing.
-            ValueError: the cohort's ``manifest.csv`` has a training split without both slide labels.
-        """
-        if not self.config_dir.is_dir():
-            raise FileNotFoundError(f"{self.bundle}: bundle folder not found (no configs/ in it)")
-        for f in dict.fromkeys(self.train_files() + self.eval_files()):
-            if not f.is_file():
-                raise FileNotFoundError(f"{f}: bundle config file not found")
-        if not self.dataset_dir.exists():
-            raise FileNotFoundError(f"{self.dataset_dir}: dataset folder not found (dataset_dir)")
-        if self.second_lab_dir is not None and not self.second_lab_dir.exists():
-            raise FileNotFoundError(f"{self.second_lab_dir}: second lab's dataset folder not found (second_lab_dir)")
-        self._check_training_labels()
+    def figure_spec(self) -> FigureSpec:
+        from monai_wsseg.bundle.stability_results import MIL_SPEC
 
-    def _check_training_labels(self) -> None:
+        return MIL_SPEC
+
+    def _check_data(self) -> None:
         # A slide-labelled cohort (manifest.csv) whose training split lacks a label would fail every seed
         # the same way after minutes of set-up; say so once, before any seed runs.
         manifest = self.dataset_dir / "manifest.csv"
         if not manifest.is_file():
             return
         from monai_wsseg.data.manifest import load_manifest
-        from monai_wsseg.engines.mil import mil_slides
+        from monai_wsseg.mil.trainer import mil_slides
 
         mil_slides(load_manifest(manifest, check_files=False), "train", what=str(manifest))
 
     def settings(self) -> dict[str, Any]:
-        """What a seed's figures depend on besides the seed (kept in ``result.json`` to spot a changed recipe)."""
-        return {"bundle": str(self.bundle), "configs": list(self.configs),
-                "eval_configs": [f.name for f in self.eval_files()], "dataset_dir": str(self.dataset_dir),
-                "second_lab_dir": None if self.second_lab_dir is None else str(self.second_lab_dir)}
+        return {**super().settings(), "configs": list(self.configs),
+                "eval_configs": [f.name for f in self.eval_files()]}
 
 
 def parse_seeds(text: str) -> tuple[int, ...]:
@@ -201,13 +289,25 @@ def parse_seeds(text: str) -> tuple[int, ...]:
         raise ValueError(f"--seeds: expected whole numbers separated by commas, got {text!r}") from None
 
 
-def load_protocol(path: str | os.PathLike) -> StabilityProtocol:
+def _protocol_class(kind: Any) -> type[ProtocolBase]:
+    if kind == "mil":
+        return StabilityProtocol
+    if kind == "wsss":  # imported here: that module builds on this one
+        from monai_wsseg.bundle.stability_wsss import WSSSProtocol
+
+        return WSSSProtocol
+    raise ValueError(f"kind must be one of {list(KINDS)}, got {kind!r}")
+
+
+def load_protocol(path: str | os.PathLike) -> ProtocolBase:
     """Read a protocol JSON file (e.g. ``configs/stability/mil_cpu.json``).
 
-    Keys: ``bundle``, ``dataset_dir``, ``seeds`` (required), ``configs``, ``eval_configs``,
-    ``second_lab_dir``, ``overrides``, ``floors``, ``name``, ``description`` and ``root``. Relative paths
-    are relative to ``root``, itself relative to the protocol file's folder (default: that folder); a
-    protocol kept in ``configs/stability/`` of the project sets ``"root": "../.."``.
+    Keys: ``bundle``, ``dataset_dir``, ``seeds`` (required), ``kind`` (``"mil"``, the default, or ``"wsss"``),
+    ``configs``, ``second_lab_dir``, ``overrides``, ``floors``, ``name``, ``description`` and ``root``, and the
+    kind's own (MIL: ``eval_configs``; WSSS: ``phase_overrides``, and ``configs`` per phase: see
+    :class:`~monai_wsseg.bundle.stability_wsss.WSSSProtocol`). Relative paths are relative to ``root``, itself
+    relative to the protocol file's folder (default: that folder); a protocol kept in ``configs/stability/``
+    of the project sets ``"root": "../.."``.
 
     Raises:
         FileNotFoundError: no such file.
@@ -224,13 +324,15 @@ def load_protocol(path: str | os.PathLike) -> StabilityProtocol:
         raise ValueError(f"{path}: cannot be read ({one_line(exc)})") from None
     if not isinstance(data, dict):
         raise ValueError(f"{path}: a protocol must be a JSON object, got {type(data).__name__}")
-    unknown = sorted(set(data) - _PROTOCOL_FIELDS)
-    if unknown:
-        raise ValueError(f"{path}: unknown key(s) {unknown} (known: {sorted(_PROTOCOL_FIELDS)})")
-    missing = [k for k in ("bundle", "dataset_dir", "seeds") if k not in data]
-    if missing:
-        raise ValueError(f"{path}: missing key(s) {missing}")
     try:
+        cls = _protocol_class(data.get("kind", "mil"))
+        known = _COMMON_FIELDS | cls.EXTRA_FIELDS
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown key(s) {unknown} (known: {sorted(known)})")
+        missing = [k for k in ("bundle", "dataset_dir", "seeds") if k not in data]
+        if missing:
+            raise ValueError(f"missing key(s) {missing}")
         root = (path.parent / _text(data.get("root", "."), "root")).resolve()
 
         def resolve(key: str) -> Path | None:
@@ -240,13 +342,10 @@ def load_protocol(path: str | os.PathLike) -> StabilityProtocol:
         seeds = data["seeds"]
         if not isinstance(seeds, list):
             raise ValueError(f"seeds must be a list of whole numbers, got {seeds!r}")
-        return StabilityProtocol(
-            bundle=resolve("bundle"), dataset_dir=resolve("dataset_dir"), seeds=tuple(seeds),
-            configs=data.get("configs", ("train.json",)), eval_configs=data.get("eval_configs"),
-            second_lab_dir=resolve("second_lab_dir"), floors=Floors.from_mapping(data.get("floors", {})),
-            overrides=data.get("overrides", {}), name=_text(data.get("name", path.stem), "name"),
-            source=path.resolve(),
-        )
+        common = {"bundle": resolve("bundle"), "dataset_dir": resolve("dataset_dir"), "seeds": tuple(seeds),
+                  "second_lab_dir": resolve("second_lab_dir"), "overrides": data.get("overrides", {}),
+                  "name": _text(data.get("name", path.stem), "name"), "source": path.resolve()}
+        return cls.from_data(data, common)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{path}: {exc}") from None
 
@@ -257,18 +356,19 @@ def _text(value: Any, key: str) -> str:
     return value
 
 
-def check_overrides(protocol: StabilityProtocol, overrides: Mapping[str, Any]) -> None:
+def check_overrides(protocol: ProtocolBase, overrides: Mapping[str, Any]) -> None:
     """Refuse overrides the protocol sets itself, workflow arguments, and ids no config has a place for.
 
     Raises:
         ValueError: naming the offending ids.
     """
-    owned = sorted(set(overrides) & PROTOCOL_KEYS)
+    owned = sorted(set(overrides) & protocol.OWNED_KEYS)
     if owned:
         raise ValueError(f"bundle overrides {owned} are set by the protocol per seed (use --seeds / --dataset_dir)")
     workflow = sorted(set(overrides) & WORKFLOW_ARGS)
     if workflow:
         raise ValueError(f"bundle overrides {workflow} select how the bundle runs; the protocol sets them")
-    unknown = unknown_overrides(overrides, [protocol.train_files(), protocol.eval_files()])
+    unknown = unknown_overrides(overrides, protocol.config_sets())
     if unknown:
-        raise ValueError(f"bundle overrides {unknown}: neither the training nor the evaluation config defines them")
+        raise ValueError(f"bundle overrides {unknown}: none of the protocol's configs (training, evaluation) "
+                         "defines them")

@@ -1,12 +1,14 @@
 """One seed's outcome in a stability study (:class:`SeedResult`), judged against the floors
-(:func:`check_floors`), and the training and evaluation outputs its figures are read from
-(``validation.csv``, ``evaluation.csv``). No torch / monai needed.
+(:func:`check_floors`), the training and evaluation outputs its figures are read from
+(``validation.csv``, ``evaluation.csv``), and what a kind of study reports (:class:`FigureSpec`; the MIL
+bundle's is :data:`MIL_SPEC`). No torch / monai needed.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import logging
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -14,13 +16,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from monai_wsseg.bundle.stability_protocol import Floors
+from monai_wsseg.bundle.stability_protocol import FloorsBase
 from monai_wsseg.bundle_runs import one_line
 
 __all__ = [
-    "AUC_COLUMN", "FIGURES", "KEY_METRIC", "LABEL_METRIC", "SeedResult", "StabilityResults", "check_floors",
-    "curve_figures", "read_pooled", "read_validation_curve",
+    "AUC_COLUMN", "FIGURES", "KEY_METRIC", "LABEL_METRIC", "MIL_SPEC", "FigureSpec", "SeedResult", "StabilityResults",
+    "check_floors", "curve_figures", "merge_curves", "read_pooled", "read_validation_curve",
 ]
+
+logger = logging.getLogger(__name__)
 
 #: Per-seed figures, in table order.
 FIGURES: tuple[str, ...] = (
@@ -36,8 +40,54 @@ LABEL_METRIC = "val_label_score"
 AUC_COLUMN = "auc_without_background"
 
 
-def _nan_figures() -> dict[str, float]:
-    return {k: math.nan for k in FIGURES}
+def _nan_figures(names: Sequence[str] = FIGURES) -> dict[str, float]:
+    return {k: math.nan for k in names}
+
+
+@dataclass(frozen=True)
+class FigureSpec:
+    """What a kind of stability study reports per seed, and how its tables and figure name it.
+
+    Attributes:
+        figures: per-seed figures, in the order of ``stability.csv``'s columns.
+        titles: a column title per figure; ``{warmup}`` stands for the floors' warm-up.
+        key_metric: the validation metric that chose the kept checkpoint (its panel comes first, with the
+            kept epoch starred and the ``min_val_after_warmup`` floor drawn).
+        headline: the figure each seed's progress line gives.
+        description: ``stability.md``'s paragraph on what the figures are.
+        shown: the figures ``stability.md`` tabulates (default: all).
+        panels: validation metrics drawn first, in this order (the others follow by name).
+        epoch_figures: figures that count epochs (written as integers).
+    """
+
+    figures: tuple[str, ...]
+    titles: Mapping[str, str]
+    key_metric: str
+    headline: str
+    description: str
+    shown: tuple[str, ...] | None = None
+    panels: tuple[str, ...] = ()
+    epoch_figures: frozenset[str] = frozenset({"best_epoch"})
+
+    def title(self, figure: str, floors: FloorsBase) -> str:
+        return self.titles[figure].format(warmup=floors.warmup)
+
+
+#: The MIL bundle's study: pixel AUCs of three checkpoints, the second lab, and the ``val_auc`` curve.
+MIL_SPEC = FigureSpec(
+    figures=FIGURES,
+    titles={"kept_test_auc": "kept test AUC", "last_test_auc": "last-epoch test AUC",
+            "label_test_auc": "label-chosen test AUC", "selection_gap": "selection gap",
+            "lab2_auc": "lab 2 AUC", "best_epoch": "best epoch",
+            "min_val_after_warmup": "min val AUC after epoch {warmup}", "final_val": "final val AUC"},
+    key_metric=KEY_METRIC,
+    headline="kept_test_auc",
+    description="Test AUC: pixel AUC pooled over the tissue cells of the test slides. *kept*: `model.pt` (best "
+                "`val_auc`, masks); *last-epoch*: the last checkpoint; *label-chosen*: `model_label.pt` (best "
+                "`val_label_score`, slide labels only); *selection gap*: |kept − label-chosen|; *lab 2*: the kept "
+                "checkpoint on the second lab's cohort. Blank: not available.",
+    panels=(KEY_METRIC, LABEL_METRIC),
+)
 
 
 @dataclass
@@ -73,6 +123,11 @@ class SeedResult:
             return "below floor: " + "; ".join(self.violations)
         return "pass"
 
+    def note(self, text: str, *, warn: bool = True) -> None:
+        """Say what was not evaluated and why: kept in ``notes`` (``stability.md``) and logged."""
+        self.notes.append(text)
+        (logger.warning if warn else logger.info)("seed %d: %s", self.seed, text)
+
     def to_json(self) -> str:
         data = {"seed": self.seed, "figures": {k: _json_number(v) for k, v in self.figures.items()},
                 "curve": {k: [_json_number(x) for x in v] for k, v in self.curve.items()}, "notes": self.notes,
@@ -81,15 +136,16 @@ class SeedResult:
         return json.dumps(data, indent=2, default=str) + "\n"
 
     @classmethod
-    def from_json(cls, text: str) -> SeedResult:
-        """The result a ``result.json`` holds, status ``resumed``.
+    def from_json(cls, text: str, names: Sequence[str] = FIGURES) -> SeedResult:
+        """The result a ``result.json`` holds, status ``resumed``; ``names``: the study's figures (others are
+        dropped, missing ones NaN).
 
         Raises:
             ValueError: not a result file.
         """
         try:
             data = json.loads(text)
-            figures = _nan_figures()
+            figures = _nan_figures(names)
             figures.update({k: _float(v) for k, v in data["figures"].items() if k in figures})
             return cls(seed=int(data["seed"]), status="resumed", figures=figures,
                        curve={k: [_float(x) for x in v] for k, v in data.get("curve", {}).items()},
@@ -139,12 +195,12 @@ def read_validation_curve(path: str | os.PathLike) -> dict[str, list[float]]:
     return curve
 
 
-def curve_figures(curve: Mapping[str, Sequence[float]], warmup: int) -> dict[str, float]:
-    """``best_epoch`` (first epoch of the highest :data:`KEY_METRIC`, the one ``model.pt`` holds: the saver
+def curve_figures(curve: Mapping[str, Sequence[float]], warmup: int, key: str = KEY_METRIC) -> dict[str, float]:
+    """``best_epoch`` (first epoch of the highest ``key`` metric, the one ``model.pt`` holds: the saver
     replaces it on a strict improvement only), ``min_val_after_warmup`` (over epochs > ``warmup``) and
     ``final_val``; NaN where the curve cannot tell (undefined epochs are left out)."""
     out = {"best_epoch": math.nan, "min_val_after_warmup": math.nan, "final_val": math.nan}
-    epochs, values = list(curve.get("epoch", [])), list(curve.get(KEY_METRIC, []))
+    epochs, values = list(curve.get("epoch", [])), list(curve.get(key, []))
     if not epochs or len(values) != len(epochs):
         return out
     known = [(e, v) for e, v in zip(epochs, values) if not math.isnan(v)]
@@ -156,6 +212,19 @@ def curve_figures(curve: Mapping[str, Sequence[float]], warmup: int) -> dict[str
         out["min_val_after_warmup"] = min(after)
     out["final_val"] = values[-1]
     return out
+
+
+def merge_curves(*curves: Mapping[str, Sequence[float]]) -> dict[str, list[float]]:
+    """Validation curves of several trainings (e.g. two phases) on one epoch axis: ``{"epoch": [...], metric:
+    [...]}`` with NaN where a training did not validate that epoch. Metric names must differ between curves."""
+    epochs = sorted({e for c in curves for e in c.get("epoch", [])})
+    merged: dict[str, list[float]] = {"epoch": [float(e) for e in epochs]}
+    for c in curves:
+        for metric, values in c.items():
+            if metric != "epoch":
+                at = dict(zip(c["epoch"], values))
+                merged[metric] = [at.get(e, math.nan) for e in epochs]
+    return merged
 
 
 def read_pooled(path: str | os.PathLike) -> tuple[float, float]:
@@ -171,7 +240,7 @@ def read_pooled(path: str | os.PathLike) -> tuple[float, float]:
     raise ValueError(f"{path}: no 'pooled' row")
 
 
-def check_floors(result: SeedResult, floors: Floors) -> SeedResult:
+def check_floors(result: SeedResult, floors: FloorsBase) -> SeedResult:
     """Fill ``result.violations`` (``"kept_test_auc 0.9123 < 0.95"``) and ``result.unchecked`` (floors
     whose figure is missing, e.g. no epoch after warm-up); a failed seed is judged by its status alone."""
     result.violations, result.unchecked = [], []
@@ -191,10 +260,11 @@ class StabilityResults:
     """Every seed's outcome, judged, and the files written."""
 
     seeds: list[SeedResult]
-    floors: Floors
+    floors: FloorsBase
     csv: Path | None = None
     markdown: Path | None = None
     plot: Path | None = None
+    spec: FigureSpec = MIL_SPEC
 
     @property
     def failed(self) -> list[SeedResult]:

@@ -1,6 +1,7 @@
 """The tables and figure of a stability study: ``stability.csv``, ``stability.md`` (a row per seed, then
 median / min / max rows, and the floors) and ``stability.png`` (validation curves), each written atomically.
-No torch / monai needed (matplotlib for the figure).
+Which figures, and their titles, come from the study's :class:`~monai_wsseg.bundle.stability_results.FigureSpec`
+(default: the MIL bundle's). No torch / monai needed (matplotlib for the figure).
 """
 
 from __future__ import annotations
@@ -15,24 +16,27 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from monai_wsseg.bundle.stability_protocol import Floors
-from monai_wsseg.bundle.stability_results import FIGURES, KEY_METRIC, LABEL_METRIC, SeedResult
+from monai_wsseg.bundle.stability_protocol import FloorsBase
+from monai_wsseg.bundle.stability_results import MIL_SPEC, FigureSpec, SeedResult
 from monai_wsseg.bundle_runs import write_atomically
 
-__all__ = ["TABLE_COLUMNS", "markdown_table", "plot_curves", "save_atomically", "summarize", "write_tables"]
-
-#: Figures that count epochs (written as integers).
-_EPOCH_FIGURES = frozenset({"best_epoch"})
-
-#: Columns of ``stability.csv``; ``seed`` holds ``median`` / ``min`` / ``max`` on the summary rows.
-TABLE_COLUMNS: tuple[str, ...] = ("seed", *FIGURES, "epochs", "train_seconds", "eval_seconds", "status",
-                                  "verdict", "error")
+__all__ = ["TABLE_COLUMNS", "markdown_table", "plot_curves", "save_atomically", "summarize", "table_columns",
+           "write_tables"]
 
 
-def summarize(results: Sequence[SeedResult]) -> dict[str, dict[str, float]]:
+def table_columns(spec: FigureSpec = MIL_SPEC) -> tuple[str, ...]:
+    """Columns of ``stability.csv``; ``seed`` holds ``median`` / ``min`` / ``max`` on the summary rows."""
+    return ("seed", *spec.figures, "epochs", "train_seconds", "eval_seconds", "status", "verdict", "error")
+
+
+#: Columns of the MIL study's ``stability.csv``.
+TABLE_COLUMNS: tuple[str, ...] = table_columns(MIL_SPEC)
+
+
+def summarize(results: Sequence[SeedResult], spec: FigureSpec = MIL_SPEC) -> dict[str, dict[str, float]]:
     """``{"median" | "min" | "max": {figure: value}}`` over the seeds that have the figure (NaN if none)."""
     out: dict[str, dict[str, float]] = {"median": {}, "min": {}, "max": {}}
-    for k in FIGURES:
+    for k in spec.figures:
         values = [r.figures[k] for r in results if r.status != "failed" and not math.isnan(r.figures[k])]
         out["median"][k] = statistics.median(values) if values else math.nan
         out["min"][k] = min(values) if values else math.nan
@@ -40,17 +44,10 @@ def summarize(results: Sequence[SeedResult]) -> dict[str, dict[str, float]]:
     return out
 
 
-def _titles(floors: Floors) -> dict[str, str]:
-    return {"kept_test_auc": "kept test AUC", "last_test_auc": "last-epoch test AUC",
-            "label_test_auc": "label-chosen test AUC", "selection_gap": "selection gap",
-            "lab2_auc": "lab 2 AUC", "best_epoch": "best epoch",
-            "min_val_after_warmup": f"min val AUC after epoch {floors.warmup}", "final_val": "final val AUC"}
-
-
-def _fmt(key: str, v: float) -> str:
+def _fmt(key: str, v: float, spec: FigureSpec) -> str:
     if math.isnan(v):
         return ""
-    return f"{v:.0f}" if key in _EPOCH_FIGURES else f"{v:.4f}"
+    return f"{v:.0f}" if key in spec.epoch_figures else f"{v:.4f}"
 
 
 def _csv_value(v: Any) -> str:
@@ -63,22 +60,21 @@ def _cell(text: str) -> str:
     return str(text).replace("|", "\\|")
 
 
-def markdown_table(results: Sequence[SeedResult], floors: Floors) -> str:
-    """Per-seed rows, then median / min / max; figures blank for every seed are left out."""
-    titles = _titles(floors)
-    shown = [k for k in FIGURES if any(not math.isnan(r.figures[k]) for r in results)] or list(FIGURES)
-    header = ["seed"] + [titles[k] for k in shown] + ["verdict"]
+def markdown_table(results: Sequence[SeedResult], floors: FloorsBase, spec: FigureSpec = MIL_SPEC) -> str:
+    """Per-seed rows, then median / min / max of ``spec.shown``; figures blank for every seed are left out."""
+    candidates = spec.shown or spec.figures
+    shown = [k for k in candidates if any(not math.isnan(r.figures[k]) for r in results)] or list(candidates)
+    header = ["seed"] + [spec.title(k, floors) for k in shown] + ["verdict"]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
     for r in results:
-        lines.append("| " + " | ".join([str(r.seed)] + [_fmt(k, r.figures[k]) for k in shown]
+        lines.append("| " + " | ".join([str(r.seed)] + [_fmt(k, r.figures[k], spec) for k in shown]
                                        + [_cell(r.verdict())]) + " |")
-    for stat, values in summarize(results).items():
-        lines.append("| " + " | ".join([f"**{stat}**"] + [_fmt(k, values[k]) for k in shown] + [""]) + " |")
+    for stat, values in summarize(results, spec).items():
+        lines.append("| " + " | ".join([f"**{stat}**"] + [_fmt(k, values[k], spec) for k in shown] + [""]) + " |")
     return "\n".join(lines) + "\n"
 
 
-def _floor_lines(results: Sequence[SeedResult], floors: Floors) -> list[str]:
-    titles = _titles(floors)
+def _floor_lines(results: Sequence[SeedResult], floors: FloorsBase, spec: FigureSpec) -> list[str]:
     rules = floors.rules()
     if not rules:
         return ["No floors set."]
@@ -88,28 +84,31 @@ def _floor_lines(results: Sequence[SeedResult], floors: Floors) -> list[str]:
                   if r.status != "failed" and not math.isnan(r.figures[figure])]
         worst = (max(scored) if op == "≤" else min(scored)) if scored else None
         below = [str(r.seed) for r in results if any(v.startswith(figure + " ") for v in r.violations)]
+        title = spec.title(figure, floors)
         if worst is None:  # no seed has the figure: saying "none below" would read as a pass
-            lines.append(f"| {titles[figure]} {op} | {limit:g} | | | not checked (figure not available) |")
+            lines.append(f"| {title} {op} | {limit:g} | | | not checked (figure not available) |")
             continue
-        lines.append(f"| {titles[figure]} {op} | {limit:g} | {worst[1]} | {_fmt(figure, worst[0])} | "
+        lines.append(f"| {title} {op} | {limit:g} | {worst[1]} | {_fmt(figure, worst[0], spec)} | "
                      f"{', '.join(below) or 'none'} |")
     return lines
 
 
-def write_tables(results: Sequence[SeedResult], out: str | os.PathLike, floors: Floors, *,
-                 title: str = "stability", note: str | None = None) -> tuple[Path, Path]:
+def write_tables(results: Sequence[SeedResult], out: str | os.PathLike, floors: FloorsBase, *,
+                 title: str = "stability", note: str | None = None,
+                 spec: FigureSpec = MIL_SPEC) -> tuple[Path, Path]:
     """Write ``out/stability.csv`` and ``out/stability.md`` atomically; return their paths."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    columns = table_columns(spec)
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(TABLE_COLUMNS)
+    writer.writerow(columns)
     for r in results:
         row = {"seed": r.seed, **r.figures, "epochs": r.epochs, "train_seconds": r.train_seconds,
                "eval_seconds": r.eval_seconds, "status": r.status, "verdict": r.verdict(), "error": r.error}
-        writer.writerow([_csv_value(row[c]) for c in TABLE_COLUMNS])
-    for stat, values in summarize(results).items():
-        writer.writerow([_csv_value(values.get(c, "")) if c != "seed" else stat for c in TABLE_COLUMNS])
+        writer.writerow([_csv_value(row[c]) for c in columns])
+    for stat, values in summarize(results, spec).items():
+        writer.writerow([_csv_value(values.get(c, "")) if c != "seed" else stat for c in columns])
     csv_path = write_atomically(out / "stability.csv", buf.getvalue())
 
     failed = [r.seed for r in results if r.status == "failed"]
@@ -118,15 +117,10 @@ def write_tables(results: Sequence[SeedResult], out: str | os.PathLike, floors: 
                "**fail**: " + "; ".join(part for part in (
                    f"seed(s) {', '.join(map(str, below))} below a floor" if below else "",
                    f"seed(s) {', '.join(map(str, failed))} failed" if failed else "") if part))
-    md = [f"# Stability: {title}", "",
-          f"{len(results)} seed(s); verdict {verdict}. Test AUC: pixel AUC pooled over the tissue cells of the "
-          "test slides. *kept*: `model.pt` (best `val_auc`, masks); *last-epoch*: the last checkpoint; "
-          "*label-chosen*: `model_label.pt` (best `val_label_score`, slide labels only); *selection gap*: "
-          "|kept − label-chosen|; *lab 2*: the kept checkpoint on the second lab's cohort. Blank: not available.",
-          ""]
+    md = [f"# Stability: {title}", "", f"{len(results)} seed(s); verdict {verdict}. {spec.description}", ""]
     if note:
         md += [note, ""]
-    md += [markdown_table(results, floors), "## Floors", ""] + _floor_lines(results, floors)
+    md += [markdown_table(results, floors, spec), "## Floors", ""] + _floor_lines(results, floors, spec)
     notes = [(r.seed, n) for r in results for n in r.notes]
     unchecked = [(r.seed, f) for r in results for f in r.unchecked]
     if notes or unchecked:
@@ -137,11 +131,11 @@ def write_tables(results: Sequence[SeedResult], out: str | os.PathLike, floors: 
     return csv_path, md_path
 
 
-def plot_curves(results: Sequence[SeedResult], path: str | os.PathLike, floors: Floors, *,
-                title: str = "stability") -> Path:
-    """Validation curves of every seed, one panel per metric (``val_auc``, then the others found), with
-    the warm-up, the ``min_val_after_warmup`` floor and each seed's kept epoch (a star) drawn; written
-    atomically as PNG."""
+def plot_curves(results: Sequence[SeedResult], path: str | os.PathLike, floors: FloorsBase, *,
+                title: str = "stability", spec: FigureSpec = MIL_SPEC) -> Path:
+    """Validation curves of every seed, one panel per metric (``spec.panels`` first, then the others found),
+    with the warm-up, the ``min_val_after_warmup`` floor and each seed's kept epoch (a star) drawn on the
+    ``spec.key_metric`` panel; written atomically as PNG."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display on servers; a no-op when Agg is already the backend
@@ -153,8 +147,9 @@ def plot_curves(results: Sequence[SeedResult], path: str | os.PathLike, floors: 
         for k in r.curve:
             if k != "epoch" and k not in metrics:
                 metrics.append(k)
-    metrics.sort(key=lambda k: (k != KEY_METRIC, k != LABEL_METRIC, k))
-    panels = metrics or [KEY_METRIC]
+    order = {k: i for i, k in enumerate(spec.panels)}
+    metrics.sort(key=lambda k: (order.get(k, len(order)), k))
+    panels = metrics or [spec.key_metric]
     fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), constrained_layout=True, squeeze=False)
     for ax, metric in zip(axes[0], panels):
         drawn = False
@@ -162,12 +157,12 @@ def plot_curves(results: Sequence[SeedResult], path: str | os.PathLike, floors: 
             if metric in r.curve and r.curve.get("epoch"):
                 line, = ax.plot(r.curve["epoch"], r.curve[metric], marker="o", markersize=3, label=f"seed {r.seed}")
                 best = r.figures.get("best_epoch", math.nan)
-                if metric == KEY_METRIC and not math.isnan(best) and best in r.curve["epoch"]:
+                if metric == spec.key_metric and not math.isnan(best) and best in r.curve["epoch"]:
                     # the epoch model.pt holds: where the curve was read to choose it
                     ax.plot([best], [r.curve[metric][r.curve["epoch"].index(best)]], marker="*", markersize=11,
                             color=line.get_color(), linestyle="none")
                 drawn = True
-        if metric == KEY_METRIC:
+        if metric == spec.key_metric:
             if floors.warmup:
                 ax.axvline(floors.warmup + 0.5, color="0.6", linestyle=":", label=f"warm-up ({floors.warmup})")
             if floors.min_val_after_warmup is not None:

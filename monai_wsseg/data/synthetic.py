@@ -9,6 +9,7 @@ microns are converted with the slide's microns per pixel (mpp).
 from __future__ import annotations
 
 import csv
+import io
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -123,10 +124,7 @@ def render_slide(width: int, height: int, *, tumor: bool, seed: int, mpp: float 
 
     with ThreadPoolExecutor(max_workers=workers or min(4, os.cpu_count() or 1)) as pool:
         list(pool.map(job, jobs))
-    if p.blur_um > 0:  # focus blur of the scanner, over the whole image so blocks leave no seams
-        sigma = p.blur_um / mpp
-        for c in range(3):
-            image[..., c] = ndimage.gaussian_filter(image[..., c], sigma, mode="reflect")
+    _focus_blur(image, p, mpp)  # over the whole image, so blocks leave no seams
     kinds = _lowres_kinds(layout, mask_downsample)
     tissue = kinds != GLASS
     tumor_px = kinds == TUMOR
@@ -155,7 +153,24 @@ def _render_patch(kinds: Sequence[int], size: int, mpp: float, p: TextureParams,
     out = np.empty((size, size, 3), np.uint8)
     kmap = _render_block(layout, _Stain(p, rng), _NoiseBank(rng, mpp, size=size),
                          _kind_tables(p), _populations(p), 0, 0, size, size, out)
+    _focus_blur(out, p, mpp)
     return out, kmap
+
+
+def _focus_blur(image: np.ndarray, p: TextureParams, mpp: float) -> None:
+    """The scanner's focus blur (``p.blur_um`` µm Gaussian sigma), in place on (H, W, 3) uint8; none by default."""
+    if p.blur_um > 0:
+        for c in range(3):
+            image[..., c] = ndimage.gaussian_filter(image[..., c], p.blur_um / mpp, mode="reflect")
+
+
+def _jpeg_round_trip(image: np.ndarray, quality: int) -> np.ndarray:
+    """(H, W, 3) uint8 after JPEG compression at ``quality``: a lab that stores its scans as JPEG."""
+    buf = io.BytesIO()
+    Image.fromarray(image, mode="RGB").save(buf, format="JPEG", quality=int(quality))
+    buf.seek(0)
+    with Image.open(buf) as im:
+        return np.asarray(im.convert("RGB"))
 
 
 # ------------------------------------------------------------------------------------- file output
@@ -301,7 +316,7 @@ def _patch_layout(i: int, split: int, seed: int, n_cls: int, cls_kinds: list[int
 def make_patch_set(out_dir: str | os.PathLike, *, n_train: int = 200, n_val: int = 40, n_test: int = 40,
                    size: int = 224, seed: int = 0, mpp: float = 1.0,
                    class_names: Sequence[str] = ("TE", "NEC", "LYM", "TAS"),
-                   params: TextureParams | None = None) -> Path:
+                   params: TextureParams | None = None, quality: int | None = None) -> Path:
     """Write a LUAD-HistoSeg style patch set of ``size`` x ``size`` px patches at ``mpp`` µm/px.
 
     ``training/train_XXXXX[a b c d].png`` carry the multi-hot label (classes present, in
@@ -309,8 +324,10 @@ def make_patch_set(out_dir: str | os.PathLike, *, n_train: int = 200, n_val: int
     images and their exact palette masks under the same name (``val_XXXXX[a b c d].png``, label
     included for convenience); masks are "P" mode, index = class, background glass =
     ``len(class_names)`` (white). Each patch is a
-    warped-Voronoi mosaic of 1-3 classes, sometimes with glass. Existing files are kept.
-    Returns ``out_dir``.
+    warped-Voronoi mosaic of 1-3 classes, sometimes with glass, in its own stain (``params.stain_jitter``,
+    ``params.colour_cast`` and ``params.blur_um`` act per patch). ``quality``: when set, every image goes
+    through JPEG compression at that quality before it is written (still as PNG), as a lab storing JPEG
+    scans would give it. Existing files are kept. Returns ``out_dir``.
     """
     out = Path(out_dir)
     p = _validate_common(f"make_patch_set({out})", mpp, params)
@@ -322,6 +339,8 @@ def make_patch_set(out_dir: str | os.PathLike, *, n_train: int = 200, n_val: int
     cls_kinds = [PATCH_CLASS_KINDS[c] for c in names]
     if len(set(cls_kinds)) != len(cls_kinds):
         raise ValueError(f"make_patch_set({out}): class_names {names} map two classes to one texture")
+    if quality is not None and not (isinstance(quality, int) and 1 <= quality <= 100):
+        raise ValueError(f"make_patch_set({out}): quality must be None or a JPEG quality in 1..100, got {quality!r}")
     if min(n_train, n_val, n_test) < 0 or not 32 <= size <= 4096:
         raise ValueError(f"make_patch_set({out}): counts must be >= 0 and size in 32..4096, got "
                          f"{n_train}/{n_val}/{n_test}, {size}")
@@ -344,6 +363,8 @@ def make_patch_set(out_dir: str | os.PathLike, *, n_train: int = 200, n_val: int
         if all(t.exists() for t, _ in targets):
             continue
         img, _ = _render_patch(layout.region_kinds.tolist(), size, mpp, p, rng, key, layout=layout)
+        if quality is not None:
+            img = _jpeg_round_trip(img, quality)
         save_png(targets[0][0], Image.fromarray(img, mode="RGB"))
         if len(targets) > 1:
             mask = Image.fromarray(idx, mode="P")

@@ -1,5 +1,8 @@
-"""Losses: the top-α / bottom-β MIL loss of paper A."""
+"""Losses: the multi-layer pseudo-mask loss of paper B (:mod:`monai_wsseg.losses.pseudo`).
 
-from monai_wsseg.losses.mil import TopKBottomKMILLoss, check_alpha_beta
+The MIL loss of paper A lives with its method, in :mod:`monai_wsseg.mil.loss`.
+"""
 
-__all__ = ["TopKBottomKMILLoss", "check_alpha_beta"]
+from monai_wsseg.losses.pseudo import MultiLayerPseudoLoss
+
+__all__ = ["MultiLayerPseudoLoss"]

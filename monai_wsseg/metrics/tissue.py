@@ -7,9 +7,12 @@ for the true class and as a false positive for none.
 
 from __future__ import annotations
 
+import csv
+import os
+
 import numpy as np
 
-__all__ = ["TissueConfusion", "tissue_scores"]
+__all__ = ["TissueConfusion", "read_scores_table", "tissue_scores"]
 
 
 class TissueConfusion:
@@ -65,3 +68,23 @@ def tissue_scores(pred, target, num_classes: int, ignore_index: int | None = Non
     else:
         conf.update(pred, target)
     return conf.scores()
+
+
+def read_scores_table(path: str | os.PathLike) -> dict[str, dict[str, float]]:
+    """A table of these scores, as the WSSS evaluation writes it (``evaluation.csv``: a ``row`` column, then
+    ``iou_<class>``, ``miou``, ``fwiou``, ``acc``) → ``{row: {column: value}}``; ``nan`` cells are NaN.
+
+    Raises:
+        ValueError: no ``row`` column, or a value that is not a number.
+    """
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        if not reader.fieldnames or "row" not in reader.fieldnames:
+            raise ValueError(f"{path}: no 'row' column")
+        out = {}
+        for r in reader:
+            try:
+                out[r["row"]] = {k: float(v) for k, v in r.items() if k != "row"}
+            except (TypeError, ValueError):
+                raise ValueError(f"{path}: row {r['row']!r} has a value that is not a number") from None
+    return out

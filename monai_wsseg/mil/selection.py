@@ -69,7 +69,7 @@ def _has_masks(slides: Sequence[SlideRecord]) -> bool:
 def key_metric(slides: Sequence[SlideRecord], fraction: float = 0.1) -> dict[str, Metric]:
     """The key validation metric for these slides: ``{"val_auc": TumorAUC()}`` when a tumor slide has a
     mask, else ``{"val_label_score": SlideLabelScore(fraction)}``."""
-    from monai_wsseg.engines.mil_validation import TumorAUC  # the evaluator's module imports this one
+    from monai_wsseg.mil.validation import TumorAUC  # the evaluator's module imports this one
 
     return {"val_auc": TumorAUC()} if _has_masks(slides) else {"val_label_score": SlideLabelScore(fraction)}
 

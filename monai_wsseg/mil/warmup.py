@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from ignite.engine import Engine, Events
 
-from monai_wsseg.losses.mil import check_alpha_beta
+from monai_wsseg.mil.loss import check_alpha_beta
 
 __all__ = ["ProxyWarmup"]
 
@@ -39,7 +39,7 @@ class ProxyWarmup:
     resumed run gets the same schedule.
 
     Args:
-        loss: a loss with ``alpha`` and ``beta`` attributes (:class:`~monai_wsseg.losses.mil.TopKBottomKMILLoss`).
+        loss: a loss with ``alpha`` and ``beta`` attributes (:class:`~monai_wsseg.mil.loss.TopKBottomKMILLoss`).
         epochs: warm-up epochs, ≥ 0 (0: the paper's proxy labels from the start, and no ramp).
         alpha, beta: proxy-label shares during the warm-up (default 1 and 0: the slide label for every patch).
         ramp: epochs, ≥ 0, from the warm-up's shares to the loss's own.

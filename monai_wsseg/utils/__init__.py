@@ -1,6 +1,7 @@
 """Small helpers the whole package shares, one concern per module.
 
 * :mod:`monai_wsseg.utils.atomic` — write a file so that its final name never holds a partial file.
+* :mod:`monai_wsseg.utils.lazy` — package faces whose names are imported on first use.
 
 Nothing is imported here, so ``import monai_wsseg.utils.atomic`` costs only that module (standard library).
 """

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from monai_wsseg.data.synthetic import make_cohort
-from monai_wsseg.engines.mil import latest_checkpoint
+from monai_wsseg.mil.trainer import latest_checkpoint
 from tests.conftest import PROJECT_ROOT
 
 BUNDLE = PROJECT_ROOT / "bundles" / "mil_tumor_segmentation"

@@ -23,15 +23,15 @@ import torch
 from ignite.engine import Events
 from torch import nn
 
-from monai_wsseg.data.bags import SlideBagDataset, collate_bags
 from monai_wsseg.data.manifest import load_manifest
 from monai_wsseg.data.synthetic import make_cohort
 from monai_wsseg.engines.checkpoints import AtomicCheckpointSaver, ResumeCheckpointLoader
-from monai_wsseg.engines.mil import MILTrainer, latest_checkpoint
 from monai_wsseg.inference.cohort import run_cohort
-from monai_wsseg.losses.mil import TopKBottomKMILLoss
+from monai_wsseg.mil.bags import SlideBagDataset, collate_bags
+from monai_wsseg.mil.loss import TopKBottomKMILLoss
+from monai_wsseg.mil.trainer import MILTrainer, latest_checkpoint
+from monai_wsseg.mil.transforms import bag_transform
 from monai_wsseg.networks.checkpoint import load_checkpoint
-from monai_wsseg.transforms.bag import bag_transform
 from tests.bundles.test_mil_bundle import BUNDLE, TINY, config_files
 from tests.conftest import PROJECT_ROOT
 from tests.faults.conftest import MEASURED, assert_no_partial

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from monai_wsseg.data.bags import SlideBagDataset
 from monai_wsseg.inference.cohort import MapOutputs, run_cohort
 from monai_wsseg.inference.engine import WSIInferer
-from monai_wsseg.losses.mil import TopKBottomKMILLoss
+from monai_wsseg.mil.bags import SlideBagDataset
+from monai_wsseg.mil.loss import TopKBottomKMILLoss
 from monai_wsseg.networks.checkpoint import load_weights
 from monai_wsseg.networks.fcn import ResNetFCN
 from monai_wsseg.wsi.tiff_writer import write_pyramidal_tiff

@@ -1,7 +1,7 @@
 import pytest
 from ignite.engine import Engine
 
-from monai_wsseg.losses.mil import TopKBottomKMILLoss
+from monai_wsseg.mil.loss import TopKBottomKMILLoss
 from monai_wsseg.mil.warmup import ProxyWarmup
 
 

@@ -40,9 +40,9 @@ def image_counts(page: Path) -> tuple[int, int]:
 @pytest.fixture(scope="module")
 def cohort_run(tmp_path_factory) -> dict[str, Path]:
     """Maps of a 2-slide cohort (a random network through the real writers), an evaluation table, a sweep."""
-    from monai_wsseg.engines.mil_evaluation import CSV_COLUMNS
     from monai_wsseg.inference.cohort import MapOutputs, cohort_slides, run_cohort
     from monai_wsseg.inference.engine import WSIInferer
+    from monai_wsseg.mil.evaluation import CSV_COLUMNS
     from monai_wsseg.networks.fcn import ResNetFCN
 
     root = tmp_path_factory.mktemp("report")

@@ -10,10 +10,17 @@ import pytest
 import torch
 from monai.transforms import Compose, Randomizable
 
-from monai_wsseg.data.bags import SlideBagDataset
 from monai_wsseg.data.manifest import find_manifest_or_slides
-from monai_wsseg.transforms import BagStandardize, RandBagAugment, bag_transform, hue_matrices
-from monai_wsseg.transforms.bag import _colour_jitter
+from monai_wsseg.mil.bags import SlideBagDataset
+from monai_wsseg.mil.transforms import (
+    BagStandardize,
+    RandBagAugment,
+    _colour_jitter,
+    _dihedral,
+    bag_transform,
+    gaussian_blur,
+    hue_matrices,
+)
 from tests.conftest import load_script
 
 NO_COLOUR = dict(brightness=0.0, contrast=0.0, saturation=0.0, hue=0.0)
@@ -269,7 +276,7 @@ def test_bag_transform_from_bundle_config():
     from monai.bundle import ConfigParser
 
     parser = ConfigParser({"train_transform": {
-        "_target_": "monai_wsseg.transforms.bag.bag_transform", "train": True, "mean": list(MEAN), "std": list(STD),
+        "_target_": "monai_wsseg.mil.transforms.bag_transform", "train": True, "mean": list(MEAN), "std": list(STD),
         "hue": 0.05,
     }})
     tf = parser.get_parsed_content("train_transform")
@@ -399,7 +406,6 @@ def test_hed_jitter_in_the_bag_augmentation():
 
 
 def test_hed_step_sits_between_geometry_and_colour():
-    from monai_wsseg.transforms.bag import _dihedral
     from monai_wsseg.wsi.stain import hed_jitter
 
     bag = random_bag(40, 8, seed=13)
@@ -428,8 +434,6 @@ def test_hed_arguments_are_validated_and_pass_through_bag_transform():
 def test_gaussian_blur_matches_scipy_per_patch():
     from scipy.ndimage import gaussian_filter
 
-    from monai_wsseg.transforms import gaussian_blur
-
     bag = random_bag(4, 16, seed=3).float() / 255
     sigmas = np.array([0.0, 0.3, 0.8, 1.5])
     out = gaussian_blur(bag, sigmas)
@@ -450,8 +454,6 @@ def test_blur_step_draws_last_and_only_when_asked():
     plain, out = ref(bag), blur(bag)
     assert np.array_equal(ref.codes, blur.codes) and np.array_equal(ref.hed_scale, blur.hed_scale)
     assert np.all((blur.sigmas >= 0) & (blur.sigmas <= 0.8)) and len(set(blur.sigmas)) == 20
-    from monai_wsseg.transforms import gaussian_blur
-
     assert torch.equal(out, gaussian_blur(plain, blur.sigmas))
     assert not np.any(ref.sigmas)
     with pytest.raises(ValueError, match="RandBagAugment: blur_sigma"):

@@ -3,7 +3,7 @@
 Paper A augments "independently on each image, with random rotations and flips [...] and color jitter" and
 applies "channel-wise standard scaling from training averages and variances"; validation and test bags
 are only standardised. A bag is the ``(N, 3, P, P)`` uint8 tensor that
-:class:`~monai_wsseg.data.bags.SlideBagDataset` hands to its ``transform``:
+:class:`~monai_wsseg.mil.bags.SlideBagDataset` hands to its ``transform``:
 
 * :class:`RandBagAugment` — per patch: one of the 8 dihedral transforms (rot90 × horizontal flip), then
   optional HED stain jitter (:func:`monai_wsseg.wsi.stain.hed_jitter`, off by default), then colour jitter
@@ -13,7 +13,7 @@ are only standardised. A bag is the ``(N, 3, P, P)`` uint8 tensor that
 * :func:`bag_transform` — both (training) or standardisation only (evaluation), as a MONAI ``Compose``
   that a bundle config can name::
 
-      "transform": {"_target_": "monai_wsseg.transforms.bag.bag_transform", "train": true,
+      "transform": {"_target_": "monai_wsseg.mil.transforms.bag_transform", "train": true,
                     "mean": [0.70, 0.55, 0.68], "std": [0.15, 0.18, 0.13]}
 
 Randomness comes from the transform's own ``R`` (a ``numpy.random.RandomState``), so

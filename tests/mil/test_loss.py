@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from monai_wsseg.losses.mil import TopKBottomKMILLoss
+from monai_wsseg.mil.loss import TopKBottomKMILLoss
 
 
 def sp(x: float) -> float:

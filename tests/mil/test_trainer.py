@@ -11,9 +11,9 @@ from ignite.engine import Events
 from torch import nn
 
 from monai_wsseg.data.manifest import SlideRecord
-from monai_wsseg.engines.mil import MILTrainer, instance_logits, latest_checkpoint, loss_output, mil_slides
-from monai_wsseg.engines.mil_validation import TumorAUC
-from monai_wsseg.losses.mil import TopKBottomKMILLoss
+from monai_wsseg.mil.loss import TopKBottomKMILLoss
+from monai_wsseg.mil.trainer import MILTrainer, instance_logits, latest_checkpoint, loss_output, mil_slides
+from monai_wsseg.mil.validation import TumorAUC
 from monai_wsseg.networks.checkpoint import load_weights
 
 
@@ -82,7 +82,7 @@ def test_unreadable_slides_are_skipped_logged_and_listed(caplog):
     trainer = make_trainer(batches, epochs=2)
     outputs = []
     trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda e: outputs.append(loss_output(e.state.output)))
-    with caplog.at_level(logging.WARNING, logger="monai_wsseg.engines.mil"):
+    with caplog.at_level(logging.WARNING, logger="monai_wsseg.mil.trainer"):
         trainer.run()
     assert trainer.state.skipped_slides == {"bad.tif": "truncated file", "gone.tif": "not found"}
     assert outputs[1] is None and outputs[0] is not None

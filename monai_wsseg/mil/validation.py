@@ -21,10 +21,9 @@ from monai_wsseg.data.manifest import SlideRecord
 from monai_wsseg.inference.cohort import shard
 from monai_wsseg.inference.engine import WSIInferer
 from monai_wsseg.metrics.auc import AUCAccumulator
-from monai_wsseg.wsi.tissue import tissue_on_grid
 from monai_wsseg.metrics.tumor_maps import TUMOR_FRACTION, load_mask, mask_on_grid
 from monai_wsseg.wsi.slide import SlideReadError, open_slide
-from monai_wsseg.wsi.tissue import compute_tissue_mask
+from monai_wsseg.wsi.tissue import compute_tissue_mask, tissue_on_grid
 
 __all__ = ["SlideMapEvaluator", "TumorAUC", "slide_map_targets"]
 

@@ -47,9 +47,9 @@ def instance_logits(dense: torch.Tensor, bags: int, instance: str = "patch") -> 
 
 
 class MILTrainer(SupervisedTrainer):
-    """``SupervisedTrainer`` over bags from :class:`~monai_wsseg.data.bags.SlideBagDataset`.
+    """``SupervisedTrainer`` over bags from :class:`~monai_wsseg.mil.bags.SlideBagDataset`.
 
-    Batches come from :func:`~monai_wsseg.data.bags.collate_bags`: ``image`` ``(B, N, 3, P, P)``,
+    Batches come from :func:`~monai_wsseg.mil.bags.collate_bags`: ``image`` ``(B, N, 3, P, P)``,
     ``label`` ``(B,)``, ``slide`` (B paths) and ``errors`` (slides that could not be read). Unreadable
     slides are skipped for the step, logged, and listed at the end of the epoch in
     ``state.skipped_slides`` (``{path: error}``). A non-finite loss stops training with

@@ -6,14 +6,14 @@ the pixel AUC with background (every map cell with a prediction) and without bac
 only), and precision / recall / F1 / Dice at that threshold, broken down by ``location``.
 
 Maps come from the given :class:`~monai_wsseg.inference.engine.WSIInferer`, or from ``maps_dir`` when it
-holds ``<slide stem>.tif`` written by the inference bundle (:func:`~monai_wsseg.inference.writers.write_map_tiff`,
+holds ``<slide stem>.tif`` written by the inference bundle (:func:`~monai_wsseg.io.map_tiff.write_map_tiff`,
 probability mode), so evaluation can reuse inference outputs. A slide that fails is logged, listed in
 the report, and does not stop the others.
 
 Bundle use (``evaluate.json``)::
 
     "evaluation": {
-        "_target_": "monai_wsseg.engines.mil_evaluation.TumorMapEvaluation",
+        "_target_": "monai_wsseg.mil.evaluation.TumorMapEvaluation",
         "inferer": "@inferer", "records": "@dataset_dir", "output_dir": "@output_dir",
         "maps_dir": "@maps_dir"
     },
@@ -23,10 +23,10 @@ Bundle use (``evaluate.json``)::
 from __future__ import annotations
 
 import csv
+import io
 import logging
 import math
 import os
-import secrets
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -45,6 +45,7 @@ from monai_wsseg.metrics.tumor_maps import (
     load_mask,
     mask_on_grid,
 )
+from monai_wsseg.utils.atomic import write_text_atomically
 from monai_wsseg.wsi.slide import Slide, open_slide
 from monai_wsseg.wsi.tissue import TissueMask, compute_tissue_mask, tissue_on_grid
 
@@ -307,8 +308,8 @@ class TumorMapEvaluation:
             "failed": failed,
             "skipped": skipped,
         }
-        result["csv"] = _write_atomically(out / "evaluation.csv", lambda f: _write_csv(f, result))
-        result["markdown"] = _write_atomically(out / "evaluation.md", lambda f: f.write(_markdown(result, self)))
+        result["csv"] = write_text_atomically(out / "evaluation.csv", _csv_text(result))
+        result["markdown"] = write_text_atomically(out / "evaluation.md", _markdown(result, self))
         logger.info(
             "evaluation: %d test slides, pooled AUC %.4f (with background) / %.4f (tissue), F1 %.4f at %.4f; "
             "%d failed", len(rows) - sum(1 for r in rows if r["error"]), result["pooled"]["auc_with_background"],
@@ -328,19 +329,6 @@ def _progress(items: Sequence, enabled: bool, desc: str) -> Iterable:
     return tqdm(items, desc=f"evaluate {desc}", unit="slide", leave=False)
 
 
-def _write_atomically(path: Path, write: Callable[[Any], Any]) -> Path:
-    """``write(file)`` to a hidden temporary file beside ``path``, renamed over it when complete."""
-    tmp = path.with_name(f".tmp{os.getpid()}-{secrets.token_hex(3)}-{path.name}")
-    try:
-        with open(tmp, "w", encoding="utf-8", newline="") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
-
-
 def _csv_value(value: Any) -> str:
     if value is None:
         return ""
@@ -349,8 +337,10 @@ def _csv_value(value: Any) -> str:
     return str(value)
 
 
-def _write_csv(f, result: dict[str, Any]) -> None:
-    writer = csv.writer(f, lineterminator="\n")
+def _csv_text(result: dict[str, Any]) -> str:
+    """``evaluation.csv``: the rows of :data:`CSV_COLUMNS` (slides, pooled, locations, validation)."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
 
     def emit(scope: str, fields: dict[str, Any]) -> None:
@@ -363,6 +353,7 @@ def _write_csv(f, result: dict[str, Any]) -> None:
         emit("location", {"location": loc, **summary})
     if result["validation"] is not None:
         emit("validation", result["validation"])
+    return buf.getvalue()
 
 
 def _fmt(value: Any, digits: int = 4) -> str:

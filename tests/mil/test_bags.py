@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from monai_wsseg.data.bags import SlideBagDataset, collate_bags
+from monai_wsseg.mil.bags import SlideBagDataset, collate_bags
 from monai_wsseg.wsi.tiff_writer import write_pyramidal_tiff
 from tests.conftest import smooth_rgb
 
