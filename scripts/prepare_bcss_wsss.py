@@ -56,8 +56,14 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run from a checkout without installing the package
     sys.path.insert(0, str(ROOT))
 
-from monai_wsseg.data.patches import read_index_mask, read_rgb, write_rgb_png  # noqa: E402
-from monai_wsseg.io.palettes import BCSS_CLASSES, PALETTES, WHITE, class_palette, write_palette_mask  # noqa: E402
+from monai_wsseg.io.palettes import (  # noqa: E402
+    BCSS_CLASSES,
+    PALETTES,
+    WHITE,
+    class_palette,
+    write_palette_mask,
+)
+from monai_wsseg.wsss.patches import read_index_mask, read_rgb, write_rgb_png  # noqa: E402
 
 logger = logging.getLogger("prepare_bcss_wsss")
 

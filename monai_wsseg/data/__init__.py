@@ -1,13 +1,13 @@
-"""Data the bundles read: cohort manifests, TCGA barcodes, patch datasets and the synthetic demo data.
+"""Data the bundles read: cohort manifests, TCGA barcodes, PatchCamelyon and the synthetic demo data.
 
 * :mod:`.manifest` — which slides, their labels, splits and expert masks (:class:`SlideRecord`,
   :func:`find_manifest_or_slides`); :mod:`.tcga` — slide labels and case-wise splits from TCGA barcodes;
-* :mod:`.patches` — paper B's patch datasets (LUAD-HistoSeg, BCSS-WSSS, pseudo masks);
 * :mod:`.pcam` — PatchCamelyon, paper A's patch-level generalisation check;
 * :mod:`.synthetic` / :mod:`.texture` — H&E-like synthetic slides, cohorts and patch sets with exact truth;
 * :mod:`.atomic_png` — PNGs written atomically.
 
-MIL bags live with their method, in :mod:`monai_wsseg.mil.bags`; palettes and class tables in
+MIL bags live with their method, in :mod:`monai_wsseg.mil.bags`, and the WSSS patch datasets with
+theirs, in :mod:`monai_wsseg.wsss.patches`; palettes and class tables in
 :mod:`monai_wsseg.io.palettes`. Names are imported on first use (:mod:`monai_wsseg.utils.lazy`), so reading a
 manifest does not pay for torch or MONAI.
 """
@@ -18,8 +18,6 @@ __all__, __getattr__, __dir__ = lazy_exports(__name__, {
     "atomic_png": ("save_png",),
     "manifest": ("MANIFEST_COLUMNS", "MANIFEST_NAME", "MASK_EXTENSIONS", "MAX_LISTED_PROBLEMS", "SLIDE_EXTENSIONS",
                  "SlideRecord", "find_manifest_or_slides", "load_manifest", "mask_downsample", "write_manifest"),
-    "patches": ("PatchClassificationDataset", "PatchSegmentationDataset", "PseudoMaskDataset", "RandFlipRot90d",
-                "parse_label", "read_index_mask", "read_rgb", "white_background", "write_rgb_png"),
     "pcam": ("PCamDataset", "evaluate_pcam", "pcam_preprocess"),
     "synthetic": ("RenderedSlide", "SyntheticSlide", "make_cohort", "make_patch_set", "make_slide",
                   "parse_patch_label", "render_slide", "render_texture"),

@@ -8,9 +8,8 @@ Generic, used by both methods' bundles:
 * :mod:`.schedules` — learning-rate schedules by name; :mod:`.cohort_inference` — cohort inference as
   the ``dataset`` / ``evaluator`` pair the model zoo expects.
 
-Paper B's (WSSS) engines still live here until that method gets its own package, as paper A's did
-(:mod:`monai_wsseg.mil`): :mod:`.wsss`, :mod:`.wsss_evaluation`, :mod:`.wsss_inference`,
-:mod:`.pseudo_masks`, :mod:`.pda_schedule`.
+Each method's own engine pieces live with it: :mod:`monai_wsseg.mil` (paper A), :mod:`monai_wsseg.wsss`
+(paper B).
 
 Names are imported on first use (:mod:`monai_wsseg.utils.lazy`): every module here imports Ignite, torch
 or MONAI, and ``import monai_wsseg.engines.run_record`` should pay only for its own.
@@ -23,12 +22,7 @@ __all__, __getattr__, __dir__ = lazy_exports(__name__, {
     "checkpoints": ("AtomicCheckpointSaver", "ResumeCheckpointLoader"),
     "cohort_inference": ("CohortEvaluator", "patch_dataset", "slide_dataset"),
     "metrics_table": ("ValidationTable",),
-    "pda_schedule": ("PDAScheduleHandler", "mu_schedule", "unwrap_network"),
-    "pseudo_masks": ("PseudoMaskJob", "mask_path", "write_pseudo_masks"),
     "run_record": ("record_run",),
     "schedules": ("SCHEDULES", "lr_scheduler"),
     "tracking": ("step_loss",),
-    "wsss": ("TissueMIoU", "mask_batch", "pseudo_batch"),
-    "wsss_evaluation": ("WSSSEvaluation",),
-    "wsss_inference": ("predict_patch_folder",),
 })

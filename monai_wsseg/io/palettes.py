@@ -40,7 +40,7 @@ __all__ = [
 Colour = tuple[int, int, int]
 
 #: Class order of the public datasets' label vectors, which is also the index order of their masks and
-#: of :data:`PALETTES` (:mod:`monai_wsseg.data.patches` reads the labels in this order).
+#: of :data:`PALETTES` (:mod:`monai_wsseg.wsss.patches` reads the labels in this order).
 LUAD_CLASSES = ("TE", "NEC", "LYM", "TAS")
 BCSS_CLASSES = ("TUM", "STR", "LYM", "NEC")
 

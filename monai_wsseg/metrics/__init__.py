@@ -8,7 +8,7 @@
 
 The Ignite metrics that feed them from an engine sit with the method that uses them, as MONAI's handlers
 wrap its metrics: :class:`~monai_wsseg.mil.validation.TumorAUC` and
-:class:`~monai_wsseg.mil.selection.SlideLabelScore` (paper A), :class:`~monai_wsseg.engines.wsss.TissueMIoU`
+:class:`~monai_wsseg.mil.selection.SlideLabelScore` (paper A), :class:`~monai_wsseg.wsss.training.TissueMIoU`
 (paper B). Names are imported on first use (:mod:`monai_wsseg.utils.lazy`).
 """
 

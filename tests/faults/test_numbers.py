@@ -9,7 +9,7 @@ from ignite.engine import Events
 
 from monai_wsseg.engines.checkpoints import AtomicCheckpointSaver
 from monai_wsseg.networks.checkpoint import load_checkpoint
-from tests.engines.test_mil import bag_batch, make_trainer
+from tests.mil.test_trainer import bag_batch, make_trainer
 from tests.faults.conftest import assert_no_partial, expect_clear
 
 

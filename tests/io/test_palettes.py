@@ -7,7 +7,6 @@ import pytest
 import torch
 from PIL import Image
 
-from monai_wsseg.data.patches import read_index_mask
 from monai_wsseg.io.palettes import (
     CLASS_COLOURS,
     PALETTES,
@@ -17,6 +16,7 @@ from monai_wsseg.io.palettes import (
     index_palette,
     write_palette_mask,
 )
+from monai_wsseg.wsss.patches import read_index_mask
 
 C = 4  # LUAD-HistoSeg classes: TE NEC LYM TAS; background index 4
 
@@ -64,8 +64,7 @@ def test_colour_tables():
     assert len(set(index_palette(4))) == 4
     colours = default_colors(25)  # past the fixed palette: generated hues, still distinct
     assert len(set(colours)) == 25 and all(len(c) == 3 and all(0 <= v <= 255 for v in c) for c in colours)
-    # the synthetic patch sets and the data modules draw masks with the same class colours
-    from monai_wsseg.data import patches, texture
+    # the synthetic patch sets draw masks with the same class colours
+    from monai_wsseg.data import texture
 
     assert texture.PATCH_PALETTE == CLASS_COLOURS
-    assert patches.class_palette is class_palette  # the name bundle configs use

@@ -71,6 +71,29 @@ def test_class_weights_and_batch_normaliser():
     assert value == pytest.approx(expected, rel=1e-6)
 
 
+def test_balanced_loss_averages_each_class_on_its_own():
+    loss = TopKBottomKMILLoss(alpha=0.5, beta=0.5, c0=0.25, c1=2.0, balance=True)
+    logits = torch.tensor([[2.0, -1.0], [0.5, 1.5]])
+    value = loss(logits, torch.tensor([1, 0])).item()
+    # one tumor-labelled instance (2.0) against three normal ones: each class weighs one half
+    expected = (2.0 * sp(-2) + 0.25 * (sp(-1) + sp(0.5) + sp(1.5)) / 3) / 2
+    assert value == pytest.approx(expected, rel=1e-6)
+    plain = TopKBottomKMILLoss(alpha=0.5, beta=0.5, c0=0.25, c1=2.0)(logits, torch.tensor([1, 0])).item()
+    assert value != pytest.approx(plain, rel=1e-3)
+
+
+def test_balanced_loss_with_one_class_or_equal_counts_is_the_plain_mean():
+    logits = torch.tensor([[0.3, -1.2, 0.7], [1.1, -0.4, 2.0]])
+    normal = torch.tensor([0, 0])
+    balanced, plain = TopKBottomKMILLoss(balance=True), TopKBottomKMILLoss()
+    assert balanced(logits, normal).item() == pytest.approx(plain(logits, normal).item(), rel=1e-6)
+    even = torch.tensor([[0.3, -1.2], [1.1, -0.4]])
+    both = dict(alpha=0.5, beta=0.5)
+    assert TopKBottomKMILLoss(balance=True, **both)(even, torch.tensor([1, 1])).item() == pytest.approx(
+        TopKBottomKMILLoss(**both)(even, torch.tensor([1, 1])).item(), rel=1e-6
+    )
+
+
 def test_spatial_instances_equal_flattened_ones_and_gradients_flow():
     torch.manual_seed(0)
     dense = torch.randn(2, 3, 4, 4, requires_grad=True)

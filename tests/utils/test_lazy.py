@@ -12,7 +12,7 @@ import pytest
 from monai_wsseg.utils.lazy import lazy_exports
 from tests.conftest import PROJECT_ROOT
 
-FACES = ["data", "engines", "inference", "metrics", "mil", "networks", "wsi"]
+FACES = ["data", "engines", "inference", "metrics", "mil", "networks", "wsi", "wsss"]
 
 
 @pytest.mark.parametrize("face", FACES)

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from monai_wsseg.networks.resnet38 import BLOCK_NAMES, DEFAULT_OUT_LAYERS, ResNet38d
+from monai_wsseg.wsss.resnet38 import BLOCK_NAMES, DEFAULT_OUT_LAYERS, ResNet38d
 
 WIDTH = 0.125
 

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from monai_wsseg.networks.cam import (
+from monai_wsseg.wsss.cam import (
     HookedForward,
     cams_to_mask,
     check_layer_names,
@@ -327,8 +327,8 @@ def test_masks_from_batched_cams_match_loop_masks() -> None:
 def test_with_pda_classifier_protocol_and_hooks_agree_with_the_loop() -> None:
     """PDAClassifier over a small ResNet38d: its ``forward_with_features`` and forward hooks on
     ``backbone.<layer>`` give the per-image loop's Grad-CAMs at b4_3, b5_2 and bn7."""
-    pda = pytest.importorskip("monai_wsseg.networks.pda")
-    resnet38 = pytest.importorskip("monai_wsseg.networks.resnet38")
+    pda = pytest.importorskip("monai_wsseg.wsss.pda")
+    resnet38 = pytest.importorskip("monai_wsseg.wsss.resnet38")
     torch.manual_seed(0)
     net = pda.PDAClassifier(resnet38.ResNet38d(width=0.0625), num_classes=4, mu=0.7).eval()
     # Non-trivial running statistics, so eval-mode BatchNorm is a real affine map.

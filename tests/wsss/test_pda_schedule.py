@@ -8,8 +8,12 @@ import torch.distributed as dist
 from ignite.engine import Engine, Events
 from torch import nn
 
-from monai_wsseg.engines.pda_schedule import PDAScheduleHandler, mu_schedule, unwrap_network
-from monai_wsseg.networks.pda import PDAClassifier
+from monai_wsseg.wsss.pda import PDAClassifier
+from monai_wsseg.wsss.pda_schedule import (
+    PDAScheduleHandler,
+    mu_schedule,
+    unwrap_network,
+)
 
 
 class TinyBackbone(nn.Module):
@@ -128,8 +132,8 @@ def test_monai_bundle_handler_list(tmp_path):
 
     config = {
         "network_def": {
-            "_target_": "monai_wsseg.networks.pda.PDAClassifier",
-            "backbone": {"_target_": "monai_wsseg.networks.resnet38.ResNet38d", "width": 0.125},
+            "_target_": "monai_wsseg.wsss.pda.PDAClassifier",
+            "backbone": {"_target_": "monai_wsseg.wsss.resnet38.ResNet38d", "width": 0.125},
             "num_classes": 3,
         },
         "network": "$@network_def.to('cpu')",
@@ -143,7 +147,7 @@ def test_monai_bundle_handler_list(tmp_path):
             "optimizer": {"_target_": "torch.optim.SGD", "params": "$@network.parameters()", "lr": 0.01},
             "loss_function": {"_target_": "torch.nn.MultiLabelSoftMarginLoss"},
             "train_handlers": [{
-                "_target_": "monai_wsseg.engines.pda_schedule.PDAScheduleHandler",
+                "_target_": "monai_wsseg.wsss.pda_schedule.PDAScheduleHandler",
                 "network_or_attr": "network", "warmup": 3, "sigma": 0.985, "floor": 0.65,
             }],
         },

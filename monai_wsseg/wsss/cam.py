@@ -37,7 +37,7 @@ Choices (paper vs reference code, see ``/work/shared/REFERENCE.md``):
   a plain GAP classifier without the PDA module; ``PDAClassifier(eval_attention=False)`` is that path,
   its default (attention with μ = 1, nothing dropped) differentiates through the attention too.
 * Layer activations are what the protocol (or the hooked module) returns. The reference's ``bn7`` CAM is
-  taken on ``ReLU(bn7)`` — ``"final"`` in :class:`~monai_wsseg.networks.resnet38.ResNet38d`, whose
+  taken on ``ReLU(bn7)`` — ``"final"`` in :class:`~monai_wsseg.wsss.resnet38.ResNet38d`, whose
   ``"bn7"`` is the BatchNorm output before the ReLU (negative values, gradients not masked by the ReLU).
 
 Speed (2 shared CPU cores, a 17k–66k-parameter ResNet38-shaped toy, 16 × 224² patches, ~2 of 4 classes
@@ -359,7 +359,7 @@ def cams_to_mask(
     3. Where ``background`` is true the pixel gets ``background_index``, whatever the CAMs say (the
        reference appends a background score of 1.000001, above any normalised CAM, with the same effect).
        LUAD-HistoSeg: white glass, ``grey > 200`` (see
-       :func:`monai_wsseg.data.patches.white_background`), index ``C``; BCSS-WSSS: white is
+       :func:`monai_wsseg.wsss.patches.white_background`), index ``C``; BCSS-WSSS: white is
        fat, i.e. tissue, so no background (``background=None``).
     4. An image without any candidate class becomes all ``background_index``; without a background index
        that is an error.

@@ -102,7 +102,7 @@ class PDAScheduleHandler:
 
     Example (bundle ``train#handlers``)::
 
-        {"_target_": "monai_wsseg.engines.pda_schedule.PDAScheduleHandler",
+        {"_target_": "monai_wsseg.wsss.pda_schedule.PDAScheduleHandler",
          "network_or_attr": "network", "warmup": 3, "sigma": 0.985, "floor": 0.65}
     """
 

@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from monai_wsseg.networks.pda import PDAClassifier, class_activation_maps, dropout_attention
-from monai_wsseg.networks.resnet38 import ResNet38d
+from monai_wsseg.wsss.pda import PDAClassifier, class_activation_maps, dropout_attention
+from monai_wsseg.wsss.resnet38 import ResNet38d
 
 
 class TinyBackbone(nn.Module):
@@ -176,7 +176,7 @@ def test_resnet38_shapes_features_and_head():
     grads = torch.autograd.grad(logits[:, 1].sum(), [feats[n] for n in ("b4_3", "b5_2", "bn7")])
     assert [g.shape[1] for g in grads] == [64, 128, 512]
     assert all(g.abs().sum() > 0 for g in grads)
-    # the (logits, features) protocol of monai_wsseg.networks.cam, and the same tensors by module name
+    # the (logits, features) protocol of monai_wsseg.wsss.cam, and the same tensors by module name
     with torch.no_grad():
         logits2, feats2 = net.forward_with_features(x)
         torch.testing.assert_close(logits2, logits)

@@ -1,4 +1,10 @@
-"""Ignite glue for WSSS phase 2 (paper B): pseudo-mask batches for the trainer, tissue scores for the evaluator."""
+"""The phase-2 training of paper B in MONAI's engines: pseudo-mask batches for the ``SupervisedTrainer``,
+mask batches and the validation MIoU for its ``SupervisedEvaluator`` (``train_seg.json``).
+
+:class:`TissueMIoU` is the Ignite face of the numpy scores in :mod:`monai_wsseg.metrics.tissue`; it sits here,
+with the engines that use it, as paper A's :class:`~monai_wsseg.mil.validation.TumorAUC` sits with its
+method, so that :mod:`monai_wsseg.metrics` stays numpy only.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +22,7 @@ def pseudo_batch(batchdata: dict, device: str | torch.device | None = None, non_
                  **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
     """``prepare_batch`` for ``SupervisedTrainer``: ``(image (B,3,H,W), pseudo (B,L,H,W) int64)``.
 
-    The phase-2 loss (:class:`~monai_wsseg.losses.pseudo.MultiLayerPseudoLoss`) takes the L pseudo masks
+    The phase-2 loss (:class:`~monai_wsseg.wsss.loss.MultiLayerPseudoLoss`) takes the L pseudo masks
     (one per Grad-CAM layer) as its target, where MONAI's default would pass ``label``.
     """
     images = batchdata["image"].to(device=device, non_blocking=non_blocking, **kwargs)

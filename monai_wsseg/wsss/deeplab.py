@@ -14,7 +14,7 @@ to 12/24/36, as in the DeepLab papers). Bottleneck ResNets (50/101) are dilated 
 BasicBlock ResNets (18/34) refuse ``replace_stride_with_dilation``, so they are dilated here by hand.
 
 The network returns logits. Paper B's classification gate works on the softmax probabilities of these
-logits: see :mod:`monai_wsseg.networks.gate` (re-exported here because the design places "DeepLabV3+
+logits: see :mod:`monai_wsseg.wsss.gate` (re-exported here because the design places "DeepLabV3+
 and the gate" in this module).
 """
 
@@ -30,7 +30,7 @@ from torchvision import models
 
 from monai_wsseg.networks.checkpoint import read_state_dict
 from monai_wsseg.networks.fcn import dilate_basic_layer
-from monai_wsseg.networks.gate import GatedSegmenter, apply_gate, open_classes
+from monai_wsseg.wsss.gate import GatedSegmenter, apply_gate, open_classes
 
 __all__ = ["DeepLabV3Plus", "ASPP", "GatedSegmenter", "apply_gate", "open_classes"]
 

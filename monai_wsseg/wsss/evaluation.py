@@ -21,9 +21,9 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from monai_wsseg.metrics.tissue import TissueConfusion
-from monai_wsseg.networks.cam import cams_to_mask, multi_layer_gradcam
-from monai_wsseg.networks.gate import apply_gate
 from monai_wsseg.utils.atomic import write_text_atomically
+from monai_wsseg.wsss.cam import cams_to_mask, multi_layer_gradcam
+from monai_wsseg.wsss.gate import apply_gate
 
 __all__ = ["WSSSEvaluation"]
 
@@ -32,7 +32,7 @@ class WSSSEvaluation:
     """Evaluate a trained classifier (phase 1) and segmenter (phase 2) on a segmentation split.
 
     Args:
-        classifier: a :class:`~monai_wsseg.networks.pda.PDAClassifier` (its ``forward_with_features``
+        classifier: a :class:`~monai_wsseg.wsss.pda.PDAClassifier` (its ``forward_with_features``
             gives the Grad-CAM layers; its logits drive the gate).
         segmenter: the phase-2 network, ``(B,3,H,W) → (B,C,H,W)`` logits; ``None`` skips phase 2.
         dataset: items ``{"image": normalised (3,H,W), "mask": (H,W), "label": (C,)}`` with an

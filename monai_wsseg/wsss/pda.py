@@ -23,7 +23,7 @@ Gradients flow through A into both the features and the classifier weights (the 
 them; the ``>`` comparison itself has no gradient). Loss: ``torch.nn.MultiLabelSoftMarginLoss`` on
 the logits against the multi-hot patch labels.
 
-States (``mu`` is set per epoch by :class:`monai_wsseg.engines.pda_schedule.PDAScheduleHandler`):
+States (``mu`` is set per epoch by :class:`monai_wsseg.wsss.pda_schedule.PDAScheduleHandler`):
 
 ==============  =========================================  ===========================================
 ``mu``          training forward                           eval forward
@@ -40,7 +40,7 @@ function at μ = 1). ``eval_attention=False`` evaluates without any attention, a
 plain CAM classifier (the "Phase 1 without PDA" ablation; the reference's first three epochs).
 
 Grad-CAM hook points: ``features(x)`` returns the backbone's named maps (``"b4_3"``, ``"b4_5"``,
-``"b5_2"``, ``"bn7"``, ``"final"`` with :class:`~monai_wsseg.networks.resnet38.ResNet38d`), all inside the
+``"b5_2"``, ``"bn7"``, ``"final"`` with :class:`~monai_wsseg.wsss.resnet38.ResNet38d`), all inside the
 autograd graph, and ``head(features)`` maps them to logits, so a batched multi-layer Grad-CAM is::
 
     feats = net.features(x)                       # {name: (B, D_l, h, w)}
@@ -48,7 +48,7 @@ autograd graph, and ``head(features)`` maps them to logits, so a batched multi-l
     grads = torch.autograd.grad(logits[:, k].sum(), [feats[n] for n in ("b4_3", "b5_2", "bn7")])
 
 ``forward_with_features(x)`` returns ``(logits, feats)`` in one call (the protocol of
-:func:`monai_wsseg.networks.cam.multi_layer_gradcam`). The same tensors are what forward hooks on
+:func:`monai_wsseg.wsss.cam.multi_layer_gradcam`). The same tensors are what forward hooks on
 ``net.backbone.b4_3`` / ``.b5_2`` / ``.bn7`` see (module names ``"backbone.b4_3"`` … for hook-based tools);
 ``bn7`` is the BatchNorm output before its ReLU, ``final`` = ReLU(bn7) is what the classifier reads.
 """
@@ -102,7 +102,7 @@ class PDAClassifier(nn.Module):
 
     Args:
         backbone: a module whose forward maps ``(B, 3, H, W)`` to a dict of named feature maps that
-            contains ``feature_key`` (e.g. :class:`~monai_wsseg.networks.resnet38.ResNet38d`).
+            contains ``feature_key`` (e.g. :class:`~monai_wsseg.wsss.resnet38.ResNet38d`).
         num_classes: C, the number of tissue classes (any number ≥ 1).
         mu: initial dropout coefficient μ in (0, 1], or ``None`` for no PDA at all.
         feature_key: the backbone feature the classifier reads (``"final"`` = ReLU(bn7) for ResNet38d).
@@ -200,7 +200,7 @@ class PDAClassifier(nn.Module):
     def forward_with_features(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """``(B, 3, H, W)`` → ``(logits (B, C), {name: (B, D_l, h, w)})``, the features inside the graph.
 
-        This is the ``forward_with_features`` protocol of :mod:`monai_wsseg.networks.cam`: pass the bound
+        This is the ``forward_with_features`` protocol of :mod:`monai_wsseg.wsss.cam`: pass the bound
         method (``net.forward_with_features``) and name the layers ``"b4_3"``, ``"b5_2"``, ``"bn7"``.
         (With forward hooks instead, the same tensors are at ``"backbone.b4_3"`` etc.)
         """

@@ -2,7 +2,7 @@
 
 For each patch of a dataset and each layer in ``layers`` (paper: ``b4_3``, ``b5_2``, ``bn7``) one palette
 PNG ``output_dir/<layer>/<name>`` is written (``layer_dirs`` renames a layer's folder): the argmax of the present classes' Grad-CAMs
-(:func:`~monai_wsseg.networks.cam.multi_layer_gradcam` + :func:`~monai_wsseg.networks.cam.cams_to_mask`),
+(:func:`~monai_wsseg.wsss.cam.multi_layer_gradcam` + :func:`~monai_wsseg.wsss.cam.cams_to_mask`),
 with white background set to ``background_index`` when one is given (LUAD-HistoSeg) and no background
 class otherwise (BCSS-WSSS, whose white areas are fat, i.e. tissue).
 
@@ -14,7 +14,7 @@ Dataset items are dicts (MONAI style):
 * only when ``background_index`` is given, one of
   ``"background"``: ``(H, W)`` bool (true = background), precomputed by the dataset, or
   ``"raw"``: the un-normalised image, uint8 ``(H, W, 3)`` or ``(3, H, W)``, from which the white
-  background is computed here with :func:`monai_wsseg.data.patches.white_background` (paper B's rule:
+  background is computed here with :func:`monai_wsseg.wsss.patches.white_background` (paper B's rule:
   grey > 200, 4-connected pieces < 50 px dropped). ``PatchClassificationDataset(with_background=True)``
   gives ``"background"`` directly.
 
@@ -23,11 +23,11 @@ for every layer is skipped — before it is even loaded when the dataset exposes
 ``Dataset``'s ``data`` list of dicts with ``"name"``), after loading otherwise.
 
 Usable from a bundle either as a function call or as ``PseudoMaskJob(...).run()``; with
-:class:`~monai_wsseg.networks.pda.PDAClassifier` over ResNet38d, whose ``"final"`` feature is ReLU(bn7),
+:class:`~monai_wsseg.wsss.pda.PDAClassifier` over ResNet38d, whose ``"final"`` feature is ReLU(bn7),
 the activation the reference's "bn7" Grad-CAM uses (its ``"bn7"`` feature is the BatchNorm output
 before that ReLU)::
 
-    "pseudo_masks": {"_target_": "monai_wsseg.engines.pseudo_masks.PseudoMaskJob",
+    "pseudo_masks": {"_target_": "monai_wsseg.wsss.pseudo_masks.PseudoMaskJob",
                      "network_or_fn": "$@network.forward_with_features", "dataset": "@dataset",
                      "output_dir": "$@bundle_root + '/pseudo_masks'", "layers": ["b4_3", "b5_2", "final"],
                      "layer_dirs": {"final": "bn7"}, "batch_size": 16, "device": "@device",
@@ -36,7 +36,7 @@ before that ReLU)::
 
 Any other ``nn.Module`` can be given as ``"@network"`` with submodule names as ``layers`` (forward hooks).
 On a CPU, batches of 2–4 patches are fastest (larger ones fall out of cache, see
-:func:`~monai_wsseg.networks.cam.multi_layer_gradcam`); on a GPU, as large as memory allows.
+:func:`~monai_wsseg.wsss.cam.multi_layer_gradcam`); on a GPU, as large as memory allows.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from monai_wsseg.io.palettes import flat_palette, index_palette, write_palette_mask
-from monai_wsseg.networks.cam import (
+from monai_wsseg.wsss.cam import (
     ForwardWithFeatures,
     HookedForward,
     Normalise,
@@ -151,8 +151,8 @@ def write_pseudo_masks(
 
     Args:
         network_or_fn: the trained classifier (an ``nn.Module``; ``layers`` are its submodule names, read by
-            forward hooks) or a :data:`~monai_wsseg.networks.cam.ForwardWithFeatures` function. The module
-            (also the one behind a bound method or a :class:`~monai_wsseg.networks.cam.HookedForward`) is
+            forward hooks) or a :data:`~monai_wsseg.wsss.cam.ForwardWithFeatures` function. The module
+            (also the one behind a bound method or a :class:`~monai_wsseg.wsss.cam.HookedForward`) is
             put in eval mode and moved to ``device`` for the job and restored to its training mode after.
         dataset: items as described in the module docstring.
         output_dir: created if missing, with one sub-folder per layer (made once the first batch has shown
@@ -160,7 +160,7 @@ def write_pseudo_masks(
         layers: e.g. ``["b4_3", "b5_2", "bn7"]``.
         batch_size: patches per forward pass (memory: activations of the batch plus one backward).
         device: where the network runs.
-        normalise, relu: see :func:`~monai_wsseg.networks.cam.multi_layer_gradcam` (they change the mask only
+        normalise, relu: see :func:`~monai_wsseg.wsss.cam.multi_layer_gradcam` (they change the mask only
             through ``normalise="per_class"``; ``"global"`` keeps the raw maps' argmax).
         background_index: label of white background (LUAD-HistoSeg: ``C`` = 4); ``None``: no background class
             (BCSS-WSSS). When given, items need ``"background"`` or ``"raw"``.
@@ -169,9 +169,9 @@ def write_pseudo_masks(
             :mod:`monai_wsseg.io.palettes` are the datasets' own mask colours.
         layer_dirs: output folder per layer when it should differ from the layer's name, e.g.
             ``{"final": "bn7"}``: the reference's "bn7" Grad-CAM is taken on ReLU(bn7), which
-            :class:`~monai_wsseg.networks.resnet38.ResNet38d` calls ``"final"``.
+            :class:`~monai_wsseg.wsss.resnet38.ResNet38d` calls ``"final"``.
         grey_threshold, min_background_size: the white-background rule for items with ``"raw"``
-            (:func:`monai_wsseg.data.patches.white_background`).
+            (:func:`monai_wsseg.wsss.patches.white_background`).
         num_workers: DataLoader workers.
         progress: show a tqdm bar.
 
@@ -278,7 +278,7 @@ def _background(batch: Mapping[str, Any], keep: list[int], files: list[str], bac
         bg = batch["background"][keep].bool()
     elif "raw" in batch:
         # One definition of the white-background rule in the package: the patch datasets' own.
-        from monai_wsseg.data.patches import white_background
+        from monai_wsseg.wsss.patches import white_background
 
         bg = torch.from_numpy(np.stack([white_background(_hwc_uint8(batch["raw"][i], files[i]), threshold, min_size)
                                         for i in keep]))

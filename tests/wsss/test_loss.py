@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from monai_wsseg.losses.pseudo import MultiLayerPseudoLoss
+from monai_wsseg.wsss.loss import MultiLayerPseudoLoss
 
 
 def _ce(logit_row: list[float], label: int) -> float:

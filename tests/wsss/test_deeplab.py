@@ -6,8 +6,7 @@ import pytest
 import torch
 from torchvision import models
 
-from monai_wsseg.networks.deeplab import DeepLabV3Plus
-
+from monai_wsseg.wsss.deeplab import DeepLabV3Plus
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/conftest.py
 

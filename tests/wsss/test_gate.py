@@ -7,9 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from monai_wsseg.networks.deeplab import DeepLabV3Plus
-from monai_wsseg.networks.gate import GatedSegmenter, apply_gate, open_classes
-
+from monai_wsseg.wsss.deeplab import DeepLabV3Plus
+from monai_wsseg.wsss.gate import GatedSegmenter, apply_gate, open_classes
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/conftest.py
 

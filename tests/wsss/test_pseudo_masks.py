@@ -12,11 +12,11 @@ from monai.data import Dataset as MonaiDataset
 from PIL import Image
 from torch.utils.data import Dataset
 
-from monai_wsseg.data.patches import white_background
-from monai_wsseg.engines.pseudo_masks import PseudoMaskJob, mask_path, write_pseudo_masks
 from monai_wsseg.io.palettes import PALETTES, index_palette
-from monai_wsseg.networks.cam import HookedForward, cams_to_mask, multi_layer_gradcam
-from tests.networks.test_cam import LAYERS, TinyCAMNet
+from monai_wsseg.wsss.cam import HookedForward, cams_to_mask, multi_layer_gradcam
+from monai_wsseg.wsss.patches import white_background
+from monai_wsseg.wsss.pseudo_masks import PseudoMaskJob, mask_path, write_pseudo_masks
+from tests.wsss.test_cam import LAYERS, TinyCAMNet
 
 SIZE = 32
 
@@ -203,13 +203,13 @@ def test_job_object_function_protocol_and_training_mode_restored(tmp_path: Path)
 def test_runs_from_a_bundle_config(tmp_path: Path) -> None:
     from monai.bundle import ConfigParser
 
-    # A bundle's "imports": ["$import monai_wsseg.engines.pseudo_masks"] does the same as these globals.
+    # A bundle's "imports": ["$import monai_wsseg.wsss.pseudo_masks"] does the same as these globals.
     parser = ConfigParser({
         "bundle_root": str(tmp_path),
-        "network": {"_target_": "tests.networks.test_cam.TinyCAMNet", "n_classes": 4},
+        "network": {"_target_": "tests.wsss.test_cam.TinyCAMNet", "n_classes": 4},
         "dataset": {"_target_": "monai.data.Dataset",
-                    "data": {"_target_": "tests.engines.test_pseudo_masks._items", "n": 2}},
-        "pseudo_masks": {"_target_": "monai_wsseg.engines.pseudo_masks.PseudoMaskJob",
+                    "data": {"_target_": "tests.wsss.test_pseudo_masks._items", "n": 2}},
+        "pseudo_masks": {"_target_": "monai_wsseg.wsss.pseudo_masks.PseudoMaskJob",
                          "network_or_fn": "@network", "dataset": "@dataset",
                          "output_dir": "$@bundle_root + '/pseudo_masks'", "layers": ["b4_3", "b5_2", "bn7"],
                          "batch_size": 2, "device": "cpu", "background_index": 4, "progress": False,
@@ -224,9 +224,9 @@ def test_runs_from_a_bundle_config(tmp_path: Path) -> None:
 def test_end_to_end_with_patch_dataset_and_pda_classifier(tmp_path: Path) -> None:
     """Synthetic LUAD-style patch folder → PatchClassificationDataset(with_background) → PDAClassifier's
     ``forward_with_features`` (a bound method: its module is put in eval mode) → masks per layer."""
-    patches = pytest.importorskip("monai_wsseg.data.patches")
-    pda = pytest.importorskip("monai_wsseg.networks.pda")
-    resnet38 = pytest.importorskip("monai_wsseg.networks.resnet38")
+    patches = pytest.importorskip("monai_wsseg.wsss.patches")
+    pda = pytest.importorskip("monai_wsseg.wsss.pda")
+    resnet38 = pytest.importorskip("monai_wsseg.wsss.resnet38")
     from monai_wsseg.data.synthetic import make_patch_set
 
     root = make_patch_set(tmp_path / "set", n_train=4, n_val=0, n_test=0, size=48, seed=3)
