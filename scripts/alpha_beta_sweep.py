@@ -57,7 +57,7 @@ if str(PROJECT_ROOT) not in sys.path:  # run from a checkout without installing 
 
 # The in-process bundle runner is shared with scripts/wsss_ablation.py; the names this script's tests use
 # stay importable from here.
-from monai_wsseg.bundle_runs import (  # noqa: E402
+from monai_wsseg.bundle.runs import (  # noqa: E402
     WORKFLOW_ARGS,
     applicable,
     bundle_logging,
@@ -493,7 +493,7 @@ def run(argv: Sequence[str] | None = None) -> list[ConfigResult]:
     with sweep_logging(out):
         dataset_dir = args.dataset_dir
         if dataset_dir is None:  # --quick without a cohort: make (or reuse) a small synthetic one
-            from monai_wsseg.data.synthetic import make_cohort
+            from monai_wsseg.synthetic.generator import make_cohort
 
             dataset_dir = out / "cohort"
             if not (dataset_dir / "manifest.csv").is_file():

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run from a checkout without installing the package
     sys.path.insert(0, str(ROOT))
 
-from monai_wsseg.data.manifest import find_manifest_or_slides  # noqa: E402
+from monai_wsseg.datasets.manifest import find_manifest_or_slides  # noqa: E402
 from monai_wsseg.wsi.tissue import tissue_on_grid  # noqa: E402
 from monai_wsseg.metrics.tumor_maps import TUMOR_FRACTION, TumorMapAccumulator, load_mask, mask_on_grid  # noqa: E402
 from monai_wsseg.wsi.slide import open_slide  # noqa: E402

@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run from a checkout without installing the package
     sys.path.insert(0, str(ROOT))
 
-from monai_wsseg.data.manifest import find_manifest_or_slides  # noqa: E402
+from monai_wsseg.datasets.manifest import find_manifest_or_slides  # noqa: E402
 from monai_wsseg.mil.bags import SlideBagDataset  # noqa: E402
 from monai_wsseg.wsi.stain import TISSUE_OD, MacenkoNormalizer, ReinhardNormalizer, tissue_pixels  # noqa: E402
 

@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run from a checkout without installing the package
     sys.path.insert(0, str(ROOT))
 
-from monai_wsseg.data.synthetic import make_cohort, make_patch_set, parse_patch_label  # noqa: E402
+from monai_wsseg.synthetic.generator import make_cohort, make_patch_set, parse_patch_label  # noqa: E402
 from monai_wsseg.synthetic import make_hard_cohorts, make_hard_patch_sets  # noqa: E402
 
 CLASS_NAMES = ("TE", "NEC", "LYM", "TAS")

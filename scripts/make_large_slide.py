@@ -4,7 +4,7 @@ The slide is a mosaic of 256 px cells. A low-resolution *layout* (one entry per 
 says which cells are glass and which texture every tissue cell shows: a few irregular blobs (a smoothed
 noise field thresholded at the quantile that gives the requested tissue fraction) split into texture
 regions (Voronoi cells). A handful of 256 × 256 H&E-like textures are rendered once
-(:func:`monai_wsseg.data.synthetic.render_texture`, or simple numpy textures when it is unavailable).
+(:func:`monai_wsseg.synthetic.generator.render_texture`, or simple numpy textures when it is unavailable).
 
 Level 0 is then a sequence of tiles each equal to one texture or to white glass, so every distinct tile
 is JPEG-encoded once and tifffile is handed the encoded bytes (it writes an iterator of pre-encoded
@@ -147,7 +147,7 @@ def make_textures(n: int, *, seed: int, mpp: float) -> np.ndarray:
     """``(n, 256, 256, 3)`` uint8 tissue textures."""
     out = np.empty((n, CELL, CELL, 3), np.uint8)
     try:
-        from monai_wsseg.data.synthetic import render_texture
+        from monai_wsseg.synthetic.generator import render_texture
     except ImportError:
         render_texture = None
     rng = np.random.default_rng([int(seed), 13])

@@ -2,8 +2,8 @@
 
 Each archive holds one top-level folder ``<name>/`` with the bundle's files (``configs/``, ``docs/``,
 ``LICENSE``, ``large_files.yml``, ...) and nothing a run leaves behind (``runs/``, ``eval/``, caches).
-Before writing, the bundle must pass the static zoo checks of :mod:`monai_wsseg.bundle_checks`
-(required files, metadata against ``bundles/metadata_schema.json`` offline, changelog entry of the
+Before writing, the bundle must pass the static zoo checks of :mod:`monai_wsseg.bundle.checks`
+(required files, metadata against ``monai_wsseg/bundle/metadata_schema.json`` offline, changelog entry of the
 version, large-files entries). An archive already in the output folder is the release of record: a
 bundle whose files differ from the newest archive of its name without a newer version is refused
 (bump ``version`` and add its changelog entry), and an identical one is left as it is.
@@ -38,7 +38,7 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT_ROOT))
 
-from monai_wsseg.bundle_checks import (  # noqa: E402 - the project root must be importable first
+from monai_wsseg.bundle.checks import (  # noqa: E402 - the project root must be importable first
     BundleCheckError,
     bundle_name,
     check_bundle,

@@ -7,7 +7,7 @@
 
 The checkpoint is a ResNetFCN state dict, raw or under "model" / "network" / "state_dict"; DDP's
 "module." prefixes are stripped. --mean/--std normalise [0, 1] RGB (default 0.5 0.5 0.5, as the slide
-inferer); the padding is 0 after normalisation (see monai_wsseg.data.pcam). --limit N takes the first
+inferer); the padding is 0 after normalisation (see monai_wsseg.datasets.pcam). --limit N takes the first
 N patches of the file.
 """
 
@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run from a checkout without installing the package
     sys.path.insert(0, str(ROOT))
 
-from monai_wsseg.data.pcam import DEFAULT_MEAN, DEFAULT_STD, PCamDataset, evaluate_pcam  # noqa: E402
+from monai_wsseg.datasets.pcam import DEFAULT_MEAN, DEFAULT_STD, PCamDataset, evaluate_pcam  # noqa: E402
 from monai_wsseg.networks.checkpoint import load_weights  # noqa: E402
 from monai_wsseg.networks.fcn import ResNetFCN  # noqa: E402
 

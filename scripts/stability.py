@@ -48,7 +48,7 @@ from monai_wsseg.bundle import (
     parse_seeds,
     run_stability,
 )
-from monai_wsseg.bundle_runs import bundle_logging, parse_overrides, split_argv
+from monai_wsseg.bundle.runs import bundle_logging, parse_overrides, split_argv
 
 logger = logging.getLogger("stability")
 PROG = "stability.py"

@@ -21,7 +21,7 @@ Grad-CAM rows only); p1_pda also writes the pseudo masks (``pseudo_masks.json``)
 asked for. A phase-2 run is ``train_seg.json`` on ``OUT/p1_pda/pseudo`` (one layer: ``layer_dirs [x]``,
 ``layer_weights [1.0]``; multi-layer: the bundle's defaults) then ``evaluate.json`` with p1_pda's classifier
 (the gate's). Every bundle runs in this process, as ``python -m monai.bundle run`` would (see
-:mod:`monai_wsseg.bundle_runs`).
+:mod:`monai_wsseg.bundle.runs`).
 
 Outputs: ``OUT/ablation.csv`` and ``OUT/ablation.md`` (replaced atomically after each run; the notes give
 each run's wall time), ``OUT/ablation.log`` (the full log). A run whose evaluation exists is read back, not
@@ -61,7 +61,8 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 if str(PROJECT_ROOT) not in sys.path:  # run from a checkout without installing the package
     sys.path.insert(0, str(PROJECT_ROOT))
 
-from monai_wsseg import bundle_runs  # noqa: E402
+from monai_wsseg.bundle import runs as bundle_runs  # noqa: E402
+from monai_wsseg.utils.atomic import write_text_atomically  # noqa: E402
 from monai_wsseg.metrics.tissue import read_scores_table  # noqa: E402
 
 BUNDLE = PROJECT_ROOT / "bundles" / "wsss_tissue_segmentation"
@@ -296,7 +297,7 @@ def run_one(run: Run, setup: Setup, *, with_pseudo: bool, failed: Mapping[str, s
 
     def save() -> None:
         record = {"run": run.name, "seconds": result.seconds, "done": sorted(done), "upstream": upstream}
-        bundle_runs.write_atomically(out / RECORD, json.dumps(record, indent=2) + "\n")
+        write_text_atomically(out / RECORD, json.dumps(record, indent=2) + "\n")
 
     checkpoint = classifier_of(setup, run.name) if run.phase == 1 else out / "models" / "model.pt"
     steps: list[tuple[str, Any]] = []
@@ -406,8 +407,8 @@ def write_tables(rows: Sequence[int], results: Mapping[str, RunResult], out: Pat
     for row in table:
         writer.writerow([format(v, ".10g") if isinstance(v, float) and not math.isnan(v)
                          else "" if isinstance(v, float) else v for v in (row[c] for c in columns)])
-    return (bundle_runs.write_atomically(out / "ablation.csv", buf.getvalue()),
-            bundle_runs.write_atomically(out / "ablation.md", markdown(columns, table, results, note)))
+    return (write_text_atomically(out / "ablation.csv", buf.getvalue()),
+            write_text_atomically(out / "ablation.md", markdown(columns, table, results, note)))
 
 
 def read_table(path: str | Path) -> list[dict[str, Any]]:
@@ -459,7 +460,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with bundle_runs.bundle_logging(out / "ablation.log"):
         dataset_dir = args.dataset_dir
         if dataset_dir is None:  # --quick without a patch set: make (or reuse) a tiny synthetic one
-            from monai_wsseg.data.synthetic import make_patch_set
+            from monai_wsseg.synthetic.generator import make_patch_set
 
             dataset_dir = make_patch_set(out / "patches", **QUICK_PATCHES)
         overrides: dict[str, Any] = {"bundle_root": str(BUNDLE), "dataset_dir": str(Path(dataset_dir).resolve())}

@@ -1,5 +1,10 @@
-"""Protocols that run a bundle many times and judge the outcome (``scripts/stability.py``): the MIL bundle's
-(:mod:`~monai_wsseg.bundle.stability`) and the WSSS bundle's (:mod:`~monai_wsseg.bundle.stability_wsss`).
+"""Running and checking the bundles from Python.
+
+* :mod:`.runs` — a bundle workflow run in process (what the scripts and the stability protocol call);
+* :mod:`.checks` — the model-zoo checks: metadata against the schema shipped in this package
+  (``metadata_schema.json``, found installed too), required files, changelog, ``verify_net_in_out``;
+* protocols that run a bundle many times and judge the outcome (``scripts/stability.py``): the MIL
+  bundle's (:mod:`.stability`) and the WSSS bundle's (:mod:`.stability_wsss`).
 
 Cheap to import: ``monai`` and ``torch`` are imported inside the functions that train or evaluate.
 """

@@ -77,8 +77,9 @@ from monai_wsseg.bundle.stability_results import (
     read_validation_curve,
 )
 from monai_wsseg.bundle.stability_tables import TABLE_COLUMNS  # noqa: F401  (stability.csv's columns, as before)
-from monai_wsseg.bundle.stability_tables import markdown_table, plot_curves, save_atomically, summarize, write_tables
-from monai_wsseg.bundle_runs import applicable, one_line, run_bundle, write_atomically
+from monai_wsseg.bundle.stability_tables import markdown_table, plot_curves, summarize, write_tables
+from monai_wsseg.utils.atomic import write_atomically, write_text_atomically
+from monai_wsseg.bundle.runs import applicable, one_line, run_bundle
 
 __all__ = [
     "FIGURES", "FigureSpec", "Floors", "SeedResult", "StabilityProtocol", "StabilityResults", "check_floors",
@@ -149,7 +150,7 @@ def seed_study(protocol: ProtocolBase, seed: int, output_dir: str | os.PathLike,
         seed_dir.mkdir(parents=True, exist_ok=True)
         body(protocol, result, seed_dir, overrides)
         result.status = "done"
-        write_atomically(result_file, result.to_json())
+        write_text_atomically(result_file, result.to_json())
     except Exception as exc:  # one failing seed must not end the study
         logger.exception("seed %d failed", seed)
         result.status, result.error = "failed", one_line(exc)
@@ -168,7 +169,7 @@ def _last_weights(ckpt: Path, seed_dir: Path) -> Path:
     ema = checkpoint.get("ema") if isinstance(checkpoint, dict) else None
     if not (isinstance(ema, dict) and isinstance(ema.get("module"), dict) and ema.get("updates")):
         return ckpt
-    target = save_atomically(seed_dir / "last_ema.pt", lambda tmp: torch.save(ema["module"], tmp))
+    target = write_atomically(seed_dir / "last_ema.pt", lambda tmp: torch.save(ema["module"], tmp))
     logger.info("%s: evaluating its weight average (as validation saw it), saved as %s", ckpt.name, target)
     return target
 
@@ -220,7 +221,7 @@ def _mil_seed(protocol: StabilityProtocol, result: SeedResult, seed_dir: Path, o
         start = time.perf_counter()
         _train(protocol, seed, train_dir, overrides)
         result.train_seconds = time.perf_counter() - start
-        write_atomically(trained, json.dumps({"seed": seed, "train_seconds": result.train_seconds}) + "\n")
+        write_text_atomically(trained, json.dumps({"seed": seed, "train_seconds": result.train_seconds}) + "\n")
 
     models = train_dir / "models"
     kept, label = models / "model.pt", models / "model_label.pt"
@@ -274,7 +275,7 @@ def _warn_unsplit(protocol: ProtocolBase) -> None:
     default: with such a cohort a seed's test slides may have been its training slides."""
     if not isinstance(protocol, StabilityProtocol):  # patch sets come split into folders
         return
-    from monai_wsseg.data.manifest import find_manifest_or_slides
+    from monai_wsseg.datasets.manifest import find_manifest_or_slides
 
     try:
         records = find_manifest_or_slides(protocol.dataset_dir, assign_splits=False, check_files=False)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from monai_wsseg.bundle_runs import WORKFLOW_ARGS, one_line, unknown_overrides
+from monai_wsseg.bundle.runs import WORKFLOW_ARGS, one_line, unknown_overrides
 
 if TYPE_CHECKING:
     from monai_wsseg.bundle.stability_results import FigureSpec
@@ -264,7 +264,7 @@ class StabilityProtocol(ProtocolBase):
         manifest = self.dataset_dir / "manifest.csv"
         if not manifest.is_file():
             return
-        from monai_wsseg.data.manifest import load_manifest
+        from monai_wsseg.datasets.manifest import load_manifest
         from monai_wsseg.mil.trainer import mil_slides
 
         mil_slides(load_manifest(manifest, check_files=False), "train", what=str(manifest))

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from monai_wsseg.bundle.stability_protocol import FloorsBase
-from monai_wsseg.bundle_runs import one_line
+from monai_wsseg.bundle.runs import one_line
 
 __all__ = [
     "AUC_COLUMN", "FIGURES", "KEY_METRIC", "LABEL_METRIC", "MIL_SPEC", "FigureSpec", "SeedResult", "StabilityResults",

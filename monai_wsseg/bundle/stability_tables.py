@@ -10,7 +10,6 @@ import csv
 import io
 import math
 import os
-import secrets
 import statistics
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -18,9 +17,9 @@ from typing import Any
 
 from monai_wsseg.bundle.stability_protocol import FloorsBase
 from monai_wsseg.bundle.stability_results import MIL_SPEC, FigureSpec, SeedResult
-from monai_wsseg.bundle_runs import write_atomically
+from monai_wsseg.utils.atomic import write_atomically, write_text_atomically
 
-__all__ = ["TABLE_COLUMNS", "markdown_table", "plot_curves", "save_atomically", "summarize", "table_columns",
+__all__ = ["TABLE_COLUMNS", "markdown_table", "plot_curves", "summarize", "table_columns",
            "write_tables"]
 
 
@@ -109,7 +108,7 @@ def write_tables(results: Sequence[SeedResult], out: str | os.PathLike, floors: 
         writer.writerow([_csv_value(row[c]) for c in columns])
     for stat, values in summarize(results, spec).items():
         writer.writerow([_csv_value(values.get(c, "")) if c != "seed" else stat for c in columns])
-    csv_path = write_atomically(out / "stability.csv", buf.getvalue())
+    csv_path = write_text_atomically(out / "stability.csv", buf.getvalue())
 
     failed = [r.seed for r in results if r.status == "failed"]
     below = [r.seed for r in results if r.violations]
@@ -127,7 +126,7 @@ def write_tables(results: Sequence[SeedResult], out: str | os.PathLike, floors: 
         md += ["", "## Notes", ""]
         md += [f"- seed {s}: {_cell(n)}" for s, n in notes]
         md += [f"- seed {s}: floor on `{f}` not checked (figure not available)" for s, f in unchecked]
-    md_path = write_atomically(out / "stability.md", "\n".join(md) + "\n")
+    md_path = write_text_atomically(out / "stability.md", "\n".join(md) + "\n")
     return csv_path, md_path
 
 
@@ -180,19 +179,6 @@ def plot_curves(results: Sequence[SeedResult], path: str | os.PathLike, floors: 
         ax.grid(alpha=0.3)
     fig.suptitle(f"Validation curves: {title}", fontsize=10)
     try:
-        return save_atomically(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+        return write_atomically(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
     finally:
         plt.close(fig)
-
-
-def save_atomically(path: str | os.PathLike, save: Callable[[Path], Any]) -> Path:
-    """``save(tmp)`` to a temporary file beside ``path``, then ``os.replace`` it over ``path``: the binary
-    counterpart of :func:`monai_wsseg.bundle_runs.write_atomically` (a PNG, a checkpoint). Returns the path."""
-    path = Path(path)
-    tmp = path.with_name(f".tmp{os.getpid()}-{secrets.token_hex(3)}-{path.name}")
-    try:
-        save(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path

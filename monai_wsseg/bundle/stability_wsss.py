@@ -51,7 +51,8 @@ from monai_wsseg.bundle.stability_results import (
     merge_curves,
     read_validation_curve,
 )
-from monai_wsseg.bundle_runs import applicable, run_bundle, unknown_overrides, write_atomically
+from monai_wsseg.bundle.runs import applicable, run_bundle, unknown_overrides
+from monai_wsseg.utils.atomic import write_text_atomically
 from monai_wsseg.metrics.tissue import read_scores_table
 
 __all__ = ["CAM_ROW", "PHASES", "WSSS_KEYS", "WSSSFloors", "WSSSProtocol", "run_seed", "wsss_spec"]
@@ -285,7 +286,7 @@ def _train(protocol: WSSSProtocol, seed: int, seed_dir: Path, overrides: Mapping
             done.append(phase)
         finally:  # a retried phase adds to the time already spent
             seconds[phase] = seconds.get(phase, 0.0) + time.perf_counter() - start
-            write_atomically(record, json.dumps({"done": done, "seconds": seconds}, indent=2) + "\n")
+            write_text_atomically(record, json.dumps({"done": done, "seconds": seconds}, indent=2) + "\n")
     return sum(seconds.get(p, 0.0) for p in _TRAINING)
 
 

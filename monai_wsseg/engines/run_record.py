@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from monai_wsseg.outputs import check_output_dir
+from monai_wsseg.utils.output_dir import check_output_dir
 from monai_wsseg.utils.atomic import write_text_atomically
 
 __all__ = ["record_run"]
@@ -21,7 +21,7 @@ def record_run(output_dir: str | Path, profile: str, **settings) -> Path:
 
     Called once at the start of training so a run folder always says how it was made (the bundle
     docs ask users to quote the profile with their figures), after checking that the folder is
-    writable and has room (:func:`~monai_wsseg.outputs.check_output_dir`).
+    writable and has room (:func:`~monai_wsseg.utils.output_dir.check_output_dir`).
     """
     import monai  # here, not at module level: record_run is cheap to import
 

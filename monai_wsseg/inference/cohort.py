@@ -21,11 +21,11 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 from pathlib import Path
 
-from monai_wsseg.data.manifest import SLIDE_EXTENSIONS, SlideRecord, find_manifest_or_slides
+from monai_wsseg.datasets.manifest import SLIDE_EXTENSIONS, SlideRecord, find_manifest_or_slides
 from monai_wsseg.inference.engine import WSIInferer
 from monai_wsseg.inference.report import slide_report, write_slide_report
 from monai_wsseg.io import write_geojson, write_map_tiff, write_overlay_png
-from monai_wsseg.outputs import check_output_dir
+from monai_wsseg.utils.output_dir import check_output_dir
 from monai_wsseg.wsi.slide import open_slide
 from monai_wsseg.wsi.tissue import compute_tissue_mask, tissue_on_grid
 
@@ -116,7 +116,7 @@ def cohort_slides(source: str | os.PathLike, split: str | None = None) -> list[P
 
 def check_writable(output_dir: str | os.PathLike) -> Path:
     """Create ``output_dir`` and prove it takes a file and has room, before any hour of work
-    (:class:`~monai_wsseg.outputs.OutputDirError` otherwise; see :func:`~monai_wsseg.outputs.check_output_dir`)."""
+    (:class:`~monai_wsseg.utils.output_dir.OutputDirError` otherwise; see :func:`~monai_wsseg.utils.output_dir.check_output_dir`)."""
     return check_output_dir(output_dir)
 
 

@@ -13,7 +13,7 @@ NaN where nothing was computed. The writers turn it into:
 * :func:`write_nifti` (:mod:`.nifti`) — the raw float maps with their spacing in millimetres.
 
 :mod:`.palettes` holds the colour tables (dataset class colours, overlay colours) and writes palette PNG
-masks of the patch datasets. :mod:`.checks` holds what the map writers share.
+masks of the patch datasets; :func:`save_png` (:mod:`.png`) writes any PIL image as a PNG atomically. :mod:`.checks` holds what the map writers share.
 
 Every writer validates its inputs (``ValueError`` naming the output and the problem) and writes through
 :func:`monai_wsseg.utils.atomic.write_atomically`, so a crash or an error never leaves a partial file under
@@ -37,6 +37,7 @@ from monai_wsseg.io.palettes import (
     index_palette,
     write_palette_mask,
 )
+from monai_wsseg.io.png import save_png
 from monai_wsseg.io.polygons import MapPolygon, map_polygons
 
 __all__ = [
@@ -52,6 +53,7 @@ __all__ = [
     "flat_palette",
     "index_palette",
     "map_polygons",
+    "save_png",
     "write_geojson",
     "write_map_tiff",
     "write_nifti",

@@ -29,7 +29,7 @@ import numpy as np
 from monai_wsseg.metrics.auc import AUCAccumulator
 
 if TYPE_CHECKING:  # the manifest module is light, but keep the metrics importable on their own
-    from monai_wsseg.data.manifest import SlideRecord
+    from monai_wsseg.datasets.manifest import SlideRecord
 
 __all__ = [
     "TUMOR_FRACTION",
@@ -217,21 +217,21 @@ def load_mask(
     """Read an expert tumor mask and the integer downsample at which it covers its slide.
 
     Args:
-        record_or_path: a :class:`~monai_wsseg.data.manifest.SlideRecord` with a ``mask``, or the mask's
+        record_or_path: a :class:`~monai_wsseg.datasets.manifest.SlideRecord` with a ``mask``, or the mask's
             path (one-channel PNG or TIFF, non-zero = tumor; a pyramidal TIFF is read at its level 0).
         slide_dimensions: level-0 ``(width, height)`` of the slide in pixels.
         slide_path: named in errors (taken from the record when one is given).
 
     Returns:
         ``(mask, downsample)``: ``(hm, wm)`` uint8, 1 = tumor and 0 = not; level-0 pixels per mask pixel
-        (see :func:`~monai_wsseg.data.manifest.mask_downsample`).
+        (see :func:`~monai_wsseg.datasets.manifest.mask_downsample`).
 
     Raises:
         FileNotFoundError: the mask file does not exist.
         ValueError: the record has no mask, the file is not a readable one-channel image, or its size
             fits no integer downsample of the slide; the message starts with the mask path.
     """
-    from monai_wsseg.data.manifest import mask_downsample
+    from monai_wsseg.datasets.manifest import mask_downsample
 
     if hasattr(record_or_path, "mask") and hasattr(record_or_path, "slide"):
         record = record_or_path

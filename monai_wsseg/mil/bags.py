@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from monai_wsseg.data.manifest import SlideRecord
+from monai_wsseg.datasets.manifest import SlideRecord
 from monai_wsseg.wsi.grid import sample_positions, tissue_grid
 from monai_wsseg.wsi.slide import Slide, SlideReadError, open_slide
 from monai_wsseg.wsi.tissue import compute_tissue_mask

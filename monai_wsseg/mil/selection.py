@@ -16,7 +16,7 @@ import torch
 import torch.distributed as dist
 from ignite.metrics import Metric
 
-from monai_wsseg.data.manifest import SlideRecord
+from monai_wsseg.datasets.manifest import SlideRecord
 from monai_wsseg.metrics.slide_labels import top_cells, top_cells_auc
 
 __all__ = ["SlideLabelScore", "additional_metrics", "key_metric"]

@@ -19,7 +19,7 @@ from ignite.engine import Engine, Events
 from monai.engines import SupervisedTrainer
 from monai.utils import CommonKeys as Keys
 
-from monai_wsseg.data.manifest import SlideRecord
+from monai_wsseg.datasets.manifest import SlideRecord
 
 __all__ = ["MILTrainer", "instance_logits", "latest_checkpoint", "loss_output", "mil_slides"]
 

@@ -17,7 +17,7 @@ import torch.distributed as dist
 from ignite.metrics import Metric
 from monai.engines import Evaluator
 
-from monai_wsseg.data.manifest import SlideRecord
+from monai_wsseg.datasets.manifest import SlideRecord
 from monai_wsseg.inference.cohort import shard
 from monai_wsseg.inference.engine import WSIInferer
 from monai_wsseg.metrics.auc import AUCAccumulator

@@ -1,7 +1,22 @@
-"""Synthetic H&E-like slides, cohorts and patch sets with exact truth (demo, hard, second lab)."""
+"""Synthetic H&E-like slides, cohorts and patch sets with exact truth: the demo data, the hard cohorts and
+their second lab.
 
-from monai_wsseg.synthetic.hard import HARD_PARAMS, HOME_SPLITS, LAB2_SPLITS, make_hard_cohorts, second_lab
-from monai_wsseg.synthetic.hard_patches import HARD_PATCH_PARAMS, colour_baseline, make_hard_patch_sets
+* :mod:`.texture` — the tissue model: stains, nuclei and the texture of each tissue kind
+  (:class:`TextureParams`);
+* :mod:`.generator` — slides, cohorts and patch sets written as files (:func:`make_slide`,
+  :func:`make_cohort`, :func:`make_patch_set`);
+* :mod:`.hard` / :mod:`.hard_patches` — the harder cohort and patch set of the stability protocol, and a
+  second lab's copy of each (:func:`make_hard_cohorts`, :func:`make_hard_patch_sets`).
 
-__all__ = ["HARD_PARAMS", "HARD_PATCH_PARAMS", "HOME_SPLITS", "LAB2_SPLITS", "colour_baseline", "make_hard_cohorts",
-           "make_hard_patch_sets", "second_lab"]
+Names are imported on first use (:mod:`monai_wsseg.utils.lazy`).
+"""
+
+from monai_wsseg.utils.lazy import lazy_exports
+
+__all__, __getattr__, __dir__ = lazy_exports(__name__, {
+    "generator": ("RenderedSlide", "SyntheticSlide", "make_cohort", "make_patch_set", "make_slide",
+                  "parse_patch_label", "render_slide", "render_texture"),
+    "hard": ("HARD_PARAMS", "HOME_SPLITS", "LAB2_SPLITS", "make_hard_cohorts", "second_lab"),
+    "hard_patches": ("HARD_PATCH_PARAMS", "colour_baseline", "make_hard_patch_sets"),
+    "texture": ("PATCH_CLASS_KINDS", "PATCH_PALETTE", "TISSUE_KINDS", "TextureParams"),
+})

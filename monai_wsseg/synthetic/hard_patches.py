@@ -44,8 +44,8 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from monai_wsseg.data.synthetic import make_patch_set
-from monai_wsseg.data.texture import TextureParams
+from monai_wsseg.synthetic.generator import make_patch_set
+from monai_wsseg.synthetic.texture import TextureParams
 from monai_wsseg.metrics.tissue import TissueConfusion
 from monai_wsseg.synthetic.hard import second_lab
 
@@ -68,7 +68,7 @@ def make_hard_patch_sets(out_dir: str | os.PathLike, *, n_train: int = 300, n_va
     """Write ``out_dir/home`` (``training/``, ``val/``, ``test/``) and ``out_dir/lab2`` (``test/`` only).
 
     Args:
-        out_dir: parent folder of both patch sets (see :func:`~monai_wsseg.data.synthetic.make_patch_set`
+        out_dir: parent folder of both patch sets (see :func:`~monai_wsseg.synthetic.generator.make_patch_set`
             for their layout).
         n_train, n_val, n_test: patches per split of the home set; the second lab gets ``n_test`` test patches.
         size: patch side in pixels at ``mpp`` µm/px.

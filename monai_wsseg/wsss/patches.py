@@ -1,6 +1,6 @@
 """Patch datasets of paper B (WSSS): LUAD-HistoSeg and BCSS-WSSS folders, palette masks, pseudo masks.
 
-Folder layout (both public datasets, and :func:`~monai_wsseg.data.synthetic.make_patch_set`)::
+Folder layout (both public datasets, and :func:`~monai_wsseg.synthetic.generator.make_patch_set`)::
 
     root/training/<name>[a b c d].png      training patches; the multi-hot label is in the name
     root/val/img/<name>.png                validation patches
@@ -40,7 +40,7 @@ from PIL import Image
 from skimage.morphology import remove_small_objects
 from torch.utils.data import Dataset
 
-from monai_wsseg.data.atomic_png import save_png
+from monai_wsseg.io.png import save_png
 
 __all__ = [
     "PatchClassificationDataset",

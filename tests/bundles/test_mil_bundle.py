@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from monai_wsseg.data.synthetic import make_cohort
+from monai_wsseg.synthetic.generator import make_cohort
 from monai_wsseg.mil.trainer import latest_checkpoint
 from tests.conftest import PROJECT_ROOT
 
@@ -129,7 +129,7 @@ def test_multi_gpu_overlay_runs_an_epoch_with_two_cpu_processes(cohort, tmp_path
 def test_metadata_passes_verify_metadata_offline(tmp_path):
     from monai.bundle import verify_metadata
 
-    schema = PROJECT_ROOT / "bundles" / "metadata_schema.json"
+    schema = PROJECT_ROOT / "monai_wsseg" / "bundle" / "metadata_schema.json"
     verify_metadata(meta_file=str(CONFIGS / "metadata.json"), filepath=str(schema))
     broken = json.loads((CONFIGS / "metadata.json").read_text())
     del broken["network_data_format"]["inputs"]["image"]["num_channels"]

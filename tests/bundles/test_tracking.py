@@ -12,7 +12,7 @@ import sqlite3
 
 import pytest
 
-from monai_wsseg.data.synthetic import make_cohort
+from monai_wsseg.synthetic.generator import make_cohort
 from monai_wsseg.engines.tracking import step_loss
 from tests.conftest import PROJECT_ROOT
 

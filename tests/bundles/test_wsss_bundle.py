@@ -14,7 +14,7 @@ import pytest
 import tifffile
 from PIL import Image
 
-from monai_wsseg.data.synthetic import make_patch_set
+from monai_wsseg.synthetic.generator import make_patch_set
 from tests.conftest import PROJECT_ROOT, real_file
 
 BUNDLE = PROJECT_ROOT / "bundles" / "wsss_tissue_segmentation"
@@ -110,4 +110,4 @@ def test_metadata_passes_verify_metadata_offline():
     from monai.bundle import verify_metadata
 
     verify_metadata(meta_file=str(CONFIGS / "metadata.json"),
-                    filepath=str(PROJECT_ROOT / "bundles" / "metadata_schema.json"))
+                    filepath=str(PROJECT_ROOT / "monai_wsseg" / "bundle" / "metadata_schema.json"))

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from monai_wsseg.bundle_checks import (
+from monai_wsseg.bundle.checks import (
     BundleCheckError,
     check_bundle,
     check_changelog,
@@ -26,13 +26,13 @@ from monai_wsseg.bundle_checks import (
     check_workflow_properties,
     export_torchscript,
 )
-from monai_wsseg.data.synthetic import make_cohort, make_patch_set
+from monai_wsseg.synthetic.generator import make_cohort, make_patch_set
 from tests.conftest import CMU_SLIDE, PROJECT_ROOT
 
 BUNDLES = PROJECT_ROOT / "bundles"
 MIL = BUNDLES / "mil_tumor_segmentation"
 WSSS = BUNDLES / "wsss_tissue_segmentation"
-SCHEMA = BUNDLES / "metadata_schema.json"
+SCHEMA = BUNDLES.parent / "monai_wsseg" / "bundle" / "metadata_schema.json"
 MIL_TINY = {"backbone": "resnet18", "bag_size": 4, "patch_size": 32, "mpp": 2.0, "num_workers": 0,
             "infer_tile": 256, "infer_halo": 32, "infer_batch_size": 2, "tissue_mpp": 16.0}
 WSSS_TINY = {"width": 0.125, "backbone": "resnet18", "num_workers": 0, "batch_size": 2}

@@ -23,8 +23,8 @@ import torch
 from ignite.engine import Events
 from torch import nn
 
-from monai_wsseg.data.manifest import load_manifest
-from monai_wsseg.data.synthetic import make_cohort
+from monai_wsseg.datasets.manifest import load_manifest
+from monai_wsseg.synthetic.generator import make_cohort
 from monai_wsseg.engines.checkpoints import AtomicCheckpointSaver, ResumeCheckpointLoader
 from monai_wsseg.inference.cohort import run_cohort
 from monai_wsseg.mil.bags import SlideBagDataset, collate_bags

@@ -13,7 +13,7 @@ from torch import nn
 from monai_wsseg.engines.checkpoints import AtomicCheckpointSaver
 from monai_wsseg.engines.run_record import record_run
 from monai_wsseg.inference.cohort import run_cohort
-from monai_wsseg.outputs import check_output_dir
+from monai_wsseg.utils.output_dir import check_output_dir
 from tests.faults.conftest import as_unprivileged, assert_no_partial, expect_clear, expect_handled
 from tests.inference.test_cohort import TinyFCN, inferer, make_slides
 

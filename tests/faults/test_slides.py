@@ -118,7 +118,7 @@ def test_corrupted_tiles_become_no_data_and_are_reported(slides, tmp_path):
 
 
 def test_stored_maps_leave_unread_tiles_out_of_the_evaluation(slides, tmp_path):
-    from monai_wsseg.data.manifest import SlideRecord
+    from monai_wsseg.datasets.manifest import SlideRecord
     from monai_wsseg.mil.evaluation import TumorMapEvaluation
     from monai_wsseg.wsi.tissue import compute_tissue_mask
 

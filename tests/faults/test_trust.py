@@ -83,7 +83,7 @@ def test_both_bundle_docs_warn_that_a_config_runs_code():
 
 _WRAPPED = """
 import monai_wsseg
-from monai_wsseg.outputs import check_output_dir
+from monai_wsseg.utils.output_dir import check_output_dir
 try:
     check_output_dir({path!r})
 except Exception as exc:

@@ -65,6 +65,6 @@ def test_colour_tables():
     colours = default_colors(25)  # past the fixed palette: generated hues, still distinct
     assert len(set(colours)) == 25 and all(len(c) == 3 and all(0 <= v <= 255 for v in c) for c in colours)
     # the synthetic patch sets draw masks with the same class colours
-    from monai_wsseg.data import texture
+    from monai_wsseg.synthetic import texture
 
     assert texture.PATCH_PALETTE == CLASS_COLOURS

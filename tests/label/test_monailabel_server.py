@@ -135,7 +135,7 @@ def served(tmp_path_factory):
     running; stopped afterwards."""
     import urllib.request
 
-    from monai_wsseg.data.synthetic import make_cohort
+    from monai_wsseg.synthetic.generator import make_cohort
     from monai_wsseg.inference.cohort import run_cohort
 
     tmp = tmp_path_factory.mktemp("monailabel")

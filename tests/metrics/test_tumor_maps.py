@@ -9,7 +9,7 @@ import pytest
 import tifffile
 from PIL import Image
 
-from monai_wsseg.data.manifest import SlideRecord
+from monai_wsseg.datasets.manifest import SlideRecord
 from monai_wsseg.metrics.auc import AUCAccumulator
 from monai_wsseg.metrics.tumor_maps import (
     Confusion,

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from monai_wsseg.data.manifest import SlideRecord, load_manifest
-from monai_wsseg.data.synthetic import make_cohort
+from monai_wsseg.datasets.manifest import SlideRecord, load_manifest
+from monai_wsseg.synthetic.generator import make_cohort
 from monai_wsseg.inference.engine import SlideMap, WSIInferer
 from monai_wsseg.io import write_map_tiff
 from monai_wsseg.metrics.tumor_maps import load_mask, mask_on_grid

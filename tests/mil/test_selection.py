@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from monai_wsseg.data.manifest import SlideRecord
+from monai_wsseg.datasets.manifest import SlideRecord
 from monai_wsseg.metrics.slide_labels import label_margin, top_cells, top_cells_auc, top_fraction_mean
 from monai_wsseg.mil import SlideLabelScore, additional_metrics, key_metric
 

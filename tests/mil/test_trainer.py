@@ -10,7 +10,7 @@ import torch
 from ignite.engine import Events
 from torch import nn
 
-from monai_wsseg.data.manifest import SlideRecord
+from monai_wsseg.datasets.manifest import SlideRecord
 from monai_wsseg.mil.loss import TopKBottomKMILLoss
 from monai_wsseg.mil.trainer import MILTrainer, instance_logits, latest_checkpoint, loss_output, mil_slides
 from monai_wsseg.mil.validation import TumorAUC

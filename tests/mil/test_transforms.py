@@ -10,7 +10,7 @@ import pytest
 import torch
 from monai.transforms import Compose, Randomizable
 
-from monai_wsseg.data.manifest import find_manifest_or_slides
+from monai_wsseg.datasets.manifest import find_manifest_or_slides
 from monai_wsseg.mil.bags import SlideBagDataset
 from monai_wsseg.mil.transforms import (
     BagStandardize,
@@ -287,7 +287,7 @@ def test_bag_transform_from_bundle_config():
 # ------------------------------------------------------------------------------------ compute_stats.py
 @pytest.fixture(scope="module")
 def cohort(tmp_path_factory):
-    from monai_wsseg.data.synthetic import make_cohort
+    from monai_wsseg.synthetic.generator import make_cohort
 
     root = tmp_path_factory.mktemp("stats_cohort")
     make_cohort(root, n_tumor=1, n_normal=1, size=(512, 512), seed=0, splits=["train", "train"])

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from monai_wsseg.data.synthetic import make_cohort
+from monai_wsseg.synthetic.generator import make_cohort
 from tests.conftest import load_script
 
 

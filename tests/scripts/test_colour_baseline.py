@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from monai_wsseg.data.synthetic import make_cohort
+from monai_wsseg.synthetic.generator import make_cohort
 from tests.conftest import load_script
 
 

@@ -15,7 +15,7 @@ ARGS = ["--bags-per-slide", "1", "--bag_size", "6", "--patch_size", "64", "--mpp
 
 @pytest.fixture(scope="module")
 def cohort(tmp_path_factory):
-    from monai_wsseg.data.synthetic import make_cohort
+    from monai_wsseg.synthetic.generator import make_cohort
 
     root = tmp_path_factory.mktemp("stain_cohort")
     make_cohort(root, n_tumor=1, n_normal=1, size=(512, 512), seed=0, splits=["train", "train"])

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from monai_wsseg.data.synthetic import make_cohort
+from monai_wsseg.synthetic.generator import make_cohort
 from tests.conftest import PROJECT_ROOT, load_script
 
 
@@ -75,7 +75,7 @@ def test_archives_unzip_and_infer_in_a_fresh_folder(tmp_path):
 def bundles_copy(tmp_path) -> Path:
     root = tmp_path / "bundles"
     root.mkdir()
-    shutil.copy(PROJECT_ROOT / "bundles" / "metadata_schema.json", root)
+    shutil.copy(PROJECT_ROOT / "monai_wsseg" / "bundle" / "metadata_schema.json", root)
     shutil.copytree(PROJECT_ROOT / "bundles" / "mil_tumor_segmentation", root / "mil_tumor_segmentation",
                     ignore=shutil.ignore_patterns("runs", "__pycache__"))
     return root

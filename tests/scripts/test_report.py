@@ -14,7 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
-from monai_wsseg.data.synthetic import make_cohort
+from monai_wsseg.synthetic.generator import make_cohort
 from tests.conftest import load_script
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from monai_wsseg.bundle import stability as stab
-from monai_wsseg.data.synthetic import make_cohort
+from monai_wsseg.synthetic.generator import make_cohort
 from tests.conftest import PROJECT_ROOT, load_script
 
 script = load_script("stability")

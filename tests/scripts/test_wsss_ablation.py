@@ -10,7 +10,7 @@ import math
 
 import pytest
 
-from monai_wsseg.data.synthetic import make_patch_set
+from monai_wsseg.synthetic.generator import make_patch_set
 from tests.conftest import load_script
 
 ablation = load_script("wsss_ablation")

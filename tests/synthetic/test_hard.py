@@ -3,7 +3,7 @@ import csv
 import numpy as np
 import pytest
 
-from monai_wsseg.data.synthetic import TISSUE_KINDS, render_slide
+from monai_wsseg.synthetic.generator import TISSUE_KINDS, render_slide
 from monai_wsseg.synthetic import HARD_PARAMS, make_hard_cohorts, second_lab
 from tests.conftest import load_script
 
@@ -80,7 +80,7 @@ def test_hard_cohort_defeats_a_colour_threshold(tmp_path):
 
 def test_tissue_detection_holds_on_cast_and_second_lab_slides(tmp_path):
     """Grey-green casts and a second lab's bluer haematoxylin are neither glass nor marker ink."""
-    from monai_wsseg.data.synthetic import _slide_layout
+    from monai_wsseg.synthetic.generator import _slide_layout
     from monai_wsseg.wsi.slide import open_slide
     from monai_wsseg.wsi.tissue import compute_tissue_mask, tissue_on_grid
 

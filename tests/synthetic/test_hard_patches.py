@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from monai_wsseg.data.synthetic import make_patch_set, parse_patch_label, render_texture
+from monai_wsseg.synthetic.generator import make_patch_set, parse_patch_label, render_texture
 from monai_wsseg.synthetic import HARD_PATCH_PARAMS, colour_baseline, make_hard_patch_sets
 from tests.conftest import load_script
 

@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 import importlib
+import pkgutil
 import subprocess
 import sys
 import types
 
 import pytest
 
+import monai_wsseg
 from monai_wsseg.utils.lazy import lazy_exports
 from tests.conftest import PROJECT_ROOT
 
-FACES = ["data", "engines", "inference", "metrics", "mil", "networks", "wsi", "wsss"]
+FACES = ["datasets", "engines", "inference", "metrics", "mil", "networks", "synthetic", "wsi", "wsss"]
+PACKAGES = sorted(m.name for m in pkgutil.iter_modules(monai_wsseg.__path__) if m.ispkg)
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_every_package_face_declares_its_public_names(package):
+    face = importlib.import_module(f"monai_wsseg.{package}")
+    assert isinstance(face.__all__, list) and face.__doc__, package
 
 
 @pytest.mark.parametrize("face", FACES)

@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from monai_wsseg.data.synthetic import make_patch_set
+from monai_wsseg.synthetic.generator import make_patch_set
 from monai_wsseg.io.palettes import PALETTES, write_palette_mask
 from monai_wsseg.wsss.patches import (
     PatchClassificationDataset,

@@ -227,7 +227,7 @@ def test_end_to_end_with_patch_dataset_and_pda_classifier(tmp_path: Path) -> Non
     patches = pytest.importorskip("monai_wsseg.wsss.patches")
     pda = pytest.importorskip("monai_wsseg.wsss.pda")
     resnet38 = pytest.importorskip("monai_wsseg.wsss.resnet38")
-    from monai_wsseg.data.synthetic import make_patch_set
+    from monai_wsseg.synthetic.generator import make_patch_set
 
     root = make_patch_set(tmp_path / "set", n_train=4, n_val=0, n_test=0, size=48, seed=3)
     ds = patches.PatchClassificationDataset(root, num_classes=4, with_background=True)

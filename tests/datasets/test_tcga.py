@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from monai_wsseg.data.tcga import (
+from monai_wsseg.datasets.tcga import (
     SPLIT_NAMES,
     TCGABarcode,
     case_id,

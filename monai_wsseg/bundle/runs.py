@@ -9,7 +9,7 @@ Cheap to import: ``monai`` and ``torch`` are imported inside the functions that 
 
 Usage::
 
-    from monai_wsseg.bundle_runs import applicable, bundle_logging, parse_overrides, run_bundle, split_argv
+    from monai_wsseg.bundle.runs import applicable, bundle_logging, parse_overrides, run_bundle, split_argv
 
     own, extra = split_argv(["--output_dir", "out", "--", "--num_epochs", "2"])
     overrides = parse_overrides(extra)                       # {"num_epochs": 2}
@@ -31,13 +31,9 @@ from typing import Any
 
 from monai_wsseg.errors import project_cause
 
-# Re-exported for the stability protocol (monai_wsseg/bundle/) and scripts that import it from here; new code
-# imports monai_wsseg.utils.atomic directly.
-from monai_wsseg.utils.atomic import write_text_atomically as write_atomically
-
 __all__ = [
     "WORKFLOW_ARGS", "DropMessage", "applicable", "bundle_logging", "close_tensorboard", "one_line",
-    "parse_overrides", "run_bundle", "split_argv", "unknown_overrides", "write_atomically",
+    "parse_overrides", "run_bundle", "split_argv", "unknown_overrides",
 ]
 
 #: Arguments of ``monai.bundle run`` that select how a bundle runs rather than override a config id; a

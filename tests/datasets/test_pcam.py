@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
-from monai_wsseg.data.pcam import PCamDataset, evaluate_pcam, pcam_preprocess
+from monai_wsseg.datasets.pcam import PCamDataset, evaluate_pcam, pcam_preprocess
 from monai_wsseg.networks.fcn import ResNetFCN
 from tests.conftest import PROJECT_ROOT, load_script
 

@@ -1,4 +1,4 @@
-"""Procedural H&E-like tissue: the texture engine behind :mod:`monai_wsseg.data.synthetic`.
+"""Procedural H&E-like tissue: the texture engine behind :mod:`monai_wsseg.synthetic.generator`.
 
 Slides are rendered block by block from a *layout*: smooth random fields on a coarse grid (one
 node every 16 level-0 pixels) decide where glass, stroma, glands, lymphoid aggregates and tumor are;

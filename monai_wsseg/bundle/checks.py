@@ -45,7 +45,7 @@ REQUIRED_FILES: tuple[str, ...] = (
 )
 
 #: The schema kept in the project, so ``verify_metadata`` runs offline (``--filepath``).
-DEFAULT_SCHEMA = Path(__file__).resolve().parents[1] / "bundles" / "metadata_schema.json"
+DEFAULT_SCHEMA = Path(__file__).resolve().parent / "metadata_schema.json"  # package data: found installed too
 
 #: Fields each ``large_files.yml`` entry needs for ``python -m monai.bundle download_large_files``.
 LARGE_FILE_FIELDS: tuple[str, ...] = ("path", "url", "hash_val", "hash_type")

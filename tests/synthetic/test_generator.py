@@ -13,9 +13,9 @@ from PIL import Image
 from scipy import ndimage
 from skimage.filters import threshold_otsu
 
-from monai_wsseg.data import synthetic as S
-from monai_wsseg.data.manifest import load_manifest
-from monai_wsseg.data.synthetic import (
+from monai_wsseg.synthetic import generator as S
+from monai_wsseg.datasets.manifest import load_manifest
+from monai_wsseg.synthetic.generator import (
     TextureParams,
     make_cohort,
     make_patch_set,

@@ -7,7 +7,7 @@ column      required  meaning
 ==========  ========  ==========================================================================
 slide       yes       slide path, absolute or relative to the CSV's folder
 label       no        1 = tumor, 0 = normal ("0", "1", "0.0", "1.0"); when empty, taken from the
-                      TCGA barcode in the slide's file name (:func:`~monai_wsseg.data.tcga.sample_label`)
+                      TCGA barcode in the slide's file name (:func:`~monai_wsseg.datasets.tcga.sample_label`)
 split       no        ``train``, ``val`` or ``test`` (case-insensitive); empty = unassigned
 mask        no        expert tumor mask: one-channel PNG or TIFF covering the whole slide at an
                       integer downsample of level 0 (see :func:`mask_downsample`); non-zero = tumor
@@ -42,7 +42,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from monai_wsseg.data.tcga import (
+from monai_wsseg.datasets.tcga import (
     DEFAULT_FRACTIONS,
     SPLIT_NAMES,
     parse_barcode,
@@ -441,7 +441,7 @@ def find_manifest_or_slides(
       cannot be given this way: a cohort with masks needs a manifest.
 
     With ``assign_splits``, records without a split get one: the split of another slide of the
-    same case when there is one, else from :func:`~monai_wsseg.data.tcga.split_by_case` over the
+    same case when there is one, else from :func:`~monai_wsseg.datasets.tcga.split_by_case` over the
     remaining cases with ``fractions`` and ``seed``.
 
     Returns:

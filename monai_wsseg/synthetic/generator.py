@@ -1,6 +1,6 @@
 """Synthetic whole-slide images, cohorts and patch sets with exact ground truth.
 
-Pixels come from the procedural texture engine in :mod:`monai_wsseg.data.texture`; this module
+Pixels come from the procedural texture engine in :mod:`monai_wsseg.synthetic.texture`; this module
 turns them into the files the bundles read: pyramidal TIFF slides with expert masks, a cohort
 manifest, and a LUAD-HistoSeg style patch set. Coordinates are (x, y) level-0 pixels; sizes in
 microns are converted with the slide's microns per pixel (mpp).
@@ -22,8 +22,8 @@ from PIL import Image
 from scipy import ndimage
 from tqdm.auto import tqdm
 
-from monai_wsseg.data.atomic_png import save_png
-from monai_wsseg.data.texture import (
+from monai_wsseg.io.png import save_png
+from monai_wsseg.synthetic.texture import (
     _BLOCK,
     GLASS,
     PATCH_CLASS_KINDS,
@@ -237,7 +237,7 @@ def make_cohort(out_dir: str | os.PathLike, *, n_tumor: int = 6, n_normal: int =
     Layout: ``out_dir/slides/synth-XXXX-{tumor,normal}.tif``, ``out_dir/masks/synth-XXXX-tumor.png``
     (tumor slides only, 1/16 of level 0, see :func:`make_slide`) and ``out_dir/manifest.csv`` with
     columns ``slide,label,split,mask,case,location`` (paths relative to the CSV; ``label`` is
-    1 (tumor) or 0 (normal), as :func:`~monai_wsseg.data.manifest.load_manifest` expects; ``mask``
+    1 (tumor) or 0 (normal), as :func:`~monai_wsseg.datasets.manifest.load_manifest` expects; ``mask``
     empty for normal slides; one case per slide).
     ``size`` is (width, height) in level-0 pixels at ``mpp`` µm/px. ``splits`` is either fractions
     per split (default train 0.7 / val 0.15 / test 0.15, assigned per label so both labels are in

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from monai_wsseg.data.manifest import (
+from monai_wsseg.datasets.manifest import (
     MANIFEST_COLUMNS,
     SlideRecord,
     find_manifest_or_slides,

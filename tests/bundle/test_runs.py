@@ -1,4 +1,4 @@
-"""monai_wsseg.bundle_runs: the pieces the sweep's tests do not reach (argv split, override checks across
+"""monai_wsseg.bundle.runs: the pieces the sweep's tests do not reach (argv split, override checks across
 configs, one-line errors, atomic writes). parse_overrides, applicable and run_bundle are exercised by
 tests/scripts/test_alpha_beta_sweep.py and tests/scripts/test_wsss_ablation.py."""
 
@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from monai_wsseg.bundle_runs import applicable, one_line, split_argv, unknown_overrides, write_atomically
+from monai_wsseg.bundle.runs import applicable, one_line, split_argv, unknown_overrides
 from monai_wsseg.errors import project_cause
 
 
@@ -49,14 +49,3 @@ def test_one_line_names_the_cause_not_the_wrapper():
         assert one_line(exc) == "FileNotFoundError: /x/weights.pt: not found"
     assert one_line(ValueError()) == "ValueError"
     assert one_line(KeyError("k")) == "KeyError: 'k'"
-
-
-def test_write_atomically_replaces_the_file_and_leaves_no_temporary(tmp_path):
-    path = tmp_path / "table.md"
-    path.write_text("old")
-    assert write_atomically(path, "new ✓\n") == path
-    assert path.read_text(encoding="utf-8") == "new ✓\n"
-    assert [p.name for p in tmp_path.iterdir()] == ["table.md"]
-    with pytest.raises(OSError):  # a folder that does not exist: the error, and still no temporary left
-        write_atomically(tmp_path / "missing" / "t.md", "x")
-    assert [p.name for p in tmp_path.iterdir()] == ["table.md"]

@@ -1,0 +1,20 @@
+"""The cohorts the bundles read: slide manifests, TCGA barcodes and PatchCamelyon.
+
+* :mod:`.manifest` — which slides, their labels, splits and expert masks (:class:`SlideRecord`,
+  :func:`find_manifest_or_slides`); :mod:`.tcga` — slide labels and case-wise splits from TCGA barcodes;
+* :mod:`.pcam` — PatchCamelyon, paper A's patch-level generalisation check.
+
+MIL bags live with their method (:mod:`monai_wsseg.mil.bags`), the WSSS patch sets with theirs
+(:mod:`monai_wsseg.wsss.patches`) and the synthetic generator in :mod:`monai_wsseg.synthetic`. Names are
+imported on first use (:mod:`monai_wsseg.utils.lazy`), so reading a manifest does not pay for torch or MONAI.
+"""
+
+from monai_wsseg.utils.lazy import lazy_exports
+
+__all__, __getattr__, __dir__ = lazy_exports(__name__, {
+    "manifest": ("MANIFEST_COLUMNS", "MANIFEST_NAME", "MASK_EXTENSIONS", "MAX_LISTED_PROBLEMS", "SLIDE_EXTENSIONS",
+                 "SlideRecord", "find_manifest_or_slides", "load_manifest", "mask_downsample", "write_manifest"),
+    "pcam": ("PCamDataset", "evaluate_pcam", "pcam_preprocess"),
+    "tcga": ("DEFAULT_FRACTIONS", "SPLIT_NAMES", "TCGABarcode", "case_id", "parse_barcode", "sample_label",
+             "split_by_case"),
+})
