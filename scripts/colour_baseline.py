@@ -13,20 +13,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # run from a checkout without installing the package
-    sys.path.insert(0, str(ROOT))
-
-from monai_wsseg.datasets.manifest import find_manifest_or_slides  # noqa: E402
-from monai_wsseg.wsi.tissue import tissue_on_grid  # noqa: E402
-from monai_wsseg.metrics.tumor_maps import TUMOR_FRACTION, TumorMapAccumulator, load_mask, mask_on_grid  # noqa: E402
-from monai_wsseg.wsi.slide import open_slide  # noqa: E402
-from monai_wsseg.wsi.tissue import compute_tissue_mask  # noqa: E402
+from monai_wsseg.datasets.discovery import find_manifest_or_slides
+from monai_wsseg.wsi.tissue import tissue_on_grid
+from monai_wsseg.metrics.tumor_maps import TUMOR_FRACTION, TumorMapAccumulator, load_mask, mask_on_grid
+from monai_wsseg.utils.atomic import write_text_atomically
+from monai_wsseg.wsi.slide import open_slide
+from monai_wsseg.wsi.tissue import compute_tissue_mask
 
 # Hematoxylin optical-density direction of the Ruifrok–Johnston stain matrix.
 _HEMATOXYLIN = np.array([0.65, 0.70, 0.29]) / np.linalg.norm([0.65, 0.70, 0.29])
@@ -79,7 +75,7 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"{name:<14} pixel AUC (tissue) {auc:.3f}")
     print(f"best colour score on {used} '{args.split}' slides: {best} {summary['best_auc']:.3f}")
     if args.json:
-        args.json.write_text(json.dumps(summary, indent=2) + "\n")
+        write_text_atomically(args.json, json.dumps(summary, indent=2) + "\n")
     return summary
 
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -31,13 +30,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # run from a checkout without installing the package
-    sys.path.insert(0, str(ROOT))
-
-from monai_wsseg.datasets.manifest import find_manifest_or_slides  # noqa: E402
-from monai_wsseg.mil.bags import SlideBagDataset  # noqa: E402
-from monai_wsseg.wsi.stain import TISSUE_OD, MacenkoNormalizer, ReinhardNormalizer, tissue_pixels  # noqa: E402
+from monai_wsseg.datasets.discovery import find_manifest_or_slides
+from monai_wsseg.mil.bags import SlideBagDataset
+from monai_wsseg.utils.atomic import write_text_atomically
+from monai_wsseg.wsi.stain import TISSUE_OD, MacenkoNormalizer, ReinhardNormalizer, tissue_pixels
 
 
 def keep_uint8(bag: torch.Tensor) -> torch.Tensor:
@@ -62,16 +58,6 @@ def stats_from_histograms(hist: np.ndarray) -> tuple[list[float], list[float]]:
     # Centred second moment: no cancellation between E[x²] and E[x]² as with raw sums.
     var = (counts * (values[None, :] - mean[:, None]) ** 2).sum(axis=1) / n
     return mean.tolist(), np.sqrt(var).tolist()
-
-
-def _write_json_atomic(path: Path, payload: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_text(json.dumps(payload, indent=2) + "\n")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def bag_tissue_pixels(bag: torch.Tensor, quota: int, rng: np.random.Generator) -> np.ndarray:
@@ -169,11 +155,13 @@ def main(argv: list[str] | None = None) -> dict:
         pixels = np.concatenate(stain_parts)[: args.stain_pixels]
         provenance = {k: payload[k] for k in ("dataset_dir", "split", "bags", "slides", "bags_per_slide",
                                               "bag_size", "patch_size", "mpp", "min_tissue", "seed")}
-        _write_json_atomic(args.stain_json, stain_references(pixels, provenance))
+        args.stain_json.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomically(args.stain_json, json.dumps(stain_references(pixels, provenance), indent=2) + "\n")
         payload["stain_json"] = str(args.stain_json.resolve())
         print(f"stain references ({len(pixels)} tissue pixels) written to {args.stain_json}", file=sys.stderr)
     if args.json:
-        _write_json_atomic(args.json, payload)
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomically(args.json, json.dumps(payload, indent=2) + "\n")
     return payload
 
 

@@ -24,12 +24,10 @@ import numpy as np
 import tifffile
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # run from a checkout without installing the package
-    sys.path.insert(0, str(ROOT))
+from monai_wsseg.synthetic.generator import make_cohort, make_patch_set, parse_patch_label
+from monai_wsseg.synthetic import make_hard_cohorts, make_hard_patch_sets
 
-from monai_wsseg.synthetic.generator import make_cohort, make_patch_set, parse_patch_label  # noqa: E402
-from monai_wsseg.synthetic import make_hard_cohorts, make_hard_patch_sets  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 CLASS_NAMES = ("TE", "NEC", "LYM", "TAS")
 

@@ -27,18 +27,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 import time
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(PROJECT_ROOT))
-
-from monai_wsseg.bundle.checks import (  # noqa: E402 - the project root must be importable first
+from monai_wsseg.bundle.checks import (
     BundleCheckError,
     bundle_name,
     check_bundle,
@@ -46,6 +41,9 @@ from monai_wsseg.bundle.checks import (  # noqa: E402 - the project root must be
     file_hash,
     parse_version,
 )
+from monai_wsseg.utils.atomic import write_atomically
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 #: Folders and files a run or a tool leaves in a bundle folder; never part of a release.
 EXCLUDED_DIRS = {"runs", "eval", "__pycache__", ".ipynb_checkpoints", "models"}
@@ -110,19 +108,16 @@ def released(output_dir: Path, name: str) -> Path | None:
 def write_archive(path: Path, contents: dict[str, bytes]) -> None:
     """Write a reproducible zip atomically (a temporary name renamed when complete)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+
+    def write(tmp: Path) -> None:
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
             for arcname in sorted(contents):
                 info = zipfile.ZipInfo(arcname, date_time=FIXED_TIME)
                 info.compress_type = zipfile.ZIP_DEFLATED
                 info.external_attr = 0o644 << 16
                 zf.writestr(info, contents[arcname])
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+
+    write_atomically(path, write)
 
 
 def package(bundle_dir: Path, output_dir: Path, weights: Path | None = None, weights_url: str | None = None,

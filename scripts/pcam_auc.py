@@ -16,29 +16,14 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 import time
 from pathlib import Path
 
-
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # run from a checkout without installing the package
-    sys.path.insert(0, str(ROOT))
-
-from monai_wsseg.datasets.pcam import DEFAULT_MEAN, DEFAULT_STD, PCamDataset, evaluate_pcam  # noqa: E402
-from monai_wsseg.networks.checkpoint import load_weights  # noqa: E402
-from monai_wsseg.networks.fcn import ResNetFCN  # noqa: E402
-
-def _write_json(path: Path, data: dict) -> None:
-    """Write ``data`` so that ``path`` is either the old file or the complete new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp{os.getpid()}-{path.name}")
-    try:
-        tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+from monai_wsseg.datasets.pcam import DEFAULT_MEAN, DEFAULT_STD, PCamDataset, evaluate_pcam
+from monai_wsseg.networks.checkpoint import load_weights
+from monai_wsseg.networks.fcn import ResNetFCN
+from monai_wsseg.utils.atomic import write_text_atomically
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -81,7 +66,8 @@ def main(argv: list[str] | None = None) -> dict:
     }
     print(f"PCam patch AUC {result['auc']:.4f}  ({out['n']} patches, {out['positives']} tumor)")
     if args.json:
-        _write_json(args.json, out)
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomically(args.json, json.dumps(out, indent=2) + "\n")
     return out
 
 

@@ -43,15 +43,14 @@ def one_thread():
 
 
 def load_script(name: str):
-    """``scripts/<name>.py`` as a module, loaded once and registered under ``name`` in ``sys.modules``
-    (dataclasses in a script look their module up; one script imports another by this name)."""
-    import importlib.util
-    import sys
+    """``scripts/<name>.py`` as a fresh module (not registered in ``sys.modules``): a test calls its ``main``.
 
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, PROJECT_ROOT / "scripts" / f"{name}.py")
+    Scripts are command-line faces of package functions; they define no classes and import no other script,
+    so nothing needs to find them by module name.
+    """
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"scripts.{name}", PROJECT_ROOT / "scripts" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
     spec.loader.exec_module(module)
     return module

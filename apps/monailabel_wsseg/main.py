@@ -39,7 +39,7 @@ from monailabel.interfaces.app import MONAILabelApp
 from monailabel.interfaces.datastore import Datastore
 from monailabel.interfaces.tasks.infer_v2 import InferTask
 
-from monai_wsseg.datasets.manifest import SLIDE_EXTENSIONS
+from monai_wsseg.datasets.discovery import SLIDE_EXTENSIONS
 from monai_wsseg.wsi.slide import open_slide
 
 logger = logging.getLogger(__name__)

@@ -3,6 +3,8 @@
 * :mod:`.runs` — a bundle workflow run in process (what the scripts and the stability protocol call);
 * :mod:`.checks` — the model-zoo checks: metadata against the schema shipped in this package
   (``metadata_schema.json``, found installed too), required files, changelog, ``verify_net_in_out``;
+* :mod:`.definitions` — what the readers of the run definitions in ``configs/`` share (one-line errors
+  naming the file and the key, paths relative to ``root``, config files per profile);
 * protocols that run a bundle many times and judge the outcome (``scripts/stability.py``): the MIL
   bundle's (:mod:`.stability`) and the WSSS bundle's (:mod:`.stability_wsss`).
 
@@ -11,7 +13,13 @@ Cheap to import: ``monai`` and ``torch`` are imported inside the functions that 
 
 from __future__ import annotations
 
-from monai_wsseg.bundle.stability import read_or_run, run_seed, run_stability, same_weights, seed_study
+from monai_wsseg.bundle.stability import (
+    read_or_run,
+    run_seed,
+    run_stability,
+    same_weights,
+    seed_study,
+)
 from monai_wsseg.bundle.stability_protocol import (
     Floors,
     FloorsBase,
@@ -32,7 +40,12 @@ from monai_wsseg.bundle.stability_results import (
     merge_curves,
     read_validation_curve,
 )
-from monai_wsseg.bundle.stability_tables import markdown_table, plot_curves, summarize, write_tables
+from monai_wsseg.bundle.stability_tables import (
+    markdown_table,
+    plot_curves,
+    summarize,
+    write_tables,
+)
 from monai_wsseg.bundle.stability_wsss import WSSSFloors, WSSSProtocol, wsss_spec
 
 __all__ = [

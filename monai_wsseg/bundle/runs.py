@@ -1,5 +1,5 @@
-"""Run MONAI bundle configs in this process, as ``python -m monai.bundle run`` would, for scripts that chain
-many bundle runs (``scripts/alpha_beta_sweep.py``, ``scripts/wsss_ablation.py``).
+"""Run MONAI bundle configs in this process, as ``python -m monai.bundle run`` would, for code that chains
+many bundle runs (:mod:`monai_wsseg.mil.sweep`, :mod:`monai_wsseg.wsss.ablation`, the stability protocols).
 
 ``import monai`` costs seconds; a script that trains and evaluates a dozen configurations pays it once
 instead of once per run. Overrides keep the bundle CLI's meaning (Python Fire's parsing), and one list of

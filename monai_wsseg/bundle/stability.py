@@ -57,6 +57,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
+from monai_wsseg.bundle.runs import applicable, one_line, run_bundle
 from monai_wsseg.bundle.stability_protocol import (
     Floors,
     ProtocolBase,
@@ -70,16 +71,20 @@ from monai_wsseg.bundle.stability_results import (
     FigureSpec,
     SeedResult,
     StabilityResults,
-    _float,
     check_floors,
     curve_figures,
+    nan_float,
     read_pooled,
     read_validation_curve,
 )
-from monai_wsseg.bundle.stability_tables import TABLE_COLUMNS  # noqa: F401  (stability.csv's columns, as before)
-from monai_wsseg.bundle.stability_tables import markdown_table, plot_curves, summarize, write_tables
+from monai_wsseg.bundle.stability_tables import (
+    TABLE_COLUMNS,  # noqa: F401  (stability.csv's columns, as before)
+    markdown_table,
+    plot_curves,
+    summarize,
+    write_tables,
+)
 from monai_wsseg.utils.atomic import write_atomically, write_text_atomically
-from monai_wsseg.bundle.runs import applicable, one_line, run_bundle
 
 __all__ = [
     "FIGURES", "FigureSpec", "Floors", "SeedResult", "StabilityProtocol", "StabilityResults", "check_floors",
@@ -212,7 +217,7 @@ def _mil_seed(protocol: StabilityProtocol, result: SeedResult, seed_dir: Path, o
     train_dir = seed_dir / "train"
     trained = seed_dir / "trained.json"
     if trained.is_file():
-        result.train_seconds = _float(json.loads(trained.read_text(encoding="utf-8")).get("train_seconds"))
+        result.train_seconds = nan_float(json.loads(trained.read_text(encoding="utf-8")).get("train_seconds"))
         logger.info("seed %d: training finished before; evaluating", seed)
     else:
         for name in EVALUATIONS:  # figures of an earlier, unfinished training would be stale
@@ -275,7 +280,7 @@ def _warn_unsplit(protocol: ProtocolBase) -> None:
     default: with such a cohort a seed's test slides may have been its training slides."""
     if not isinstance(protocol, StabilityProtocol):  # patch sets come split into folders
         return
-    from monai_wsseg.datasets.manifest import find_manifest_or_slides
+    from monai_wsseg.datasets.discovery import find_manifest_or_slides
 
     try:
         records = find_manifest_or_slides(protocol.dataset_dir, assign_splits=False, check_files=False)

@@ -11,21 +11,25 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import json
-import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from monai_wsseg.bundle.runs import WORKFLOW_ARGS, one_line, unknown_overrides
+from monai_wsseg.bundle.definitions import (
+    check_keys,
+    finite_number,
+    read_definition,
+    text,
+)
+from monai_wsseg.bundle.runs import WORKFLOW_ARGS, unknown_overrides
 
 if TYPE_CHECKING:
     from monai_wsseg.bundle.stability_results import FigureSpec
 
 __all__ = ["KINDS", "PROTOCOL_KEYS", "Floors", "FloorsBase", "ProtocolBase", "StabilityProtocol", "check_overrides",
-           "load_protocol", "parse_seeds"]
+           "config_names", "load_protocol", "parse_seeds"]
 
 #: Override ids the MIL protocol sets itself for every run.
 PROTOCOL_KEYS = frozenset({"seed", "output_dir", "dataset_dir", "ckpt_path", "bundle_root", "evaluation#threshold"})
@@ -36,12 +40,6 @@ KINDS: tuple[str, ...] = ("mil", "wsss")
 #: Keys of every protocol file; a kind adds its own (``EXTRA_FIELDS``).
 _COMMON_FIELDS = frozenset({"description", "root", "name", "kind", "bundle", "configs", "seeds", "dataset_dir",
                             "second_lab_dir", "overrides", "floors"})
-
-
-def _number(value: Any, what: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{what} must be a finite number, got {value!r}")
-    return float(value)
 
 
 @dataclass(frozen=True)
@@ -64,7 +62,7 @@ class FloorsBase:
         for name, _, _ in self._RULES:
             value = getattr(self, name)
             if value is not None:
-                object.__setattr__(self, name, _number(value, f"floors.{name}"))
+                object.__setattr__(self, name, finite_number(value, f"floors.{name}"))
         if isinstance(self.warmup, bool) or not isinstance(self.warmup, int) or self.warmup < 0:
             raise ValueError(f"floors.warmup must be a whole number of epochs >= 0, got {self.warmup!r}")
 
@@ -206,7 +204,8 @@ class ProtocolBase:
                 "second_lab_dir": None if self.second_lab_dir is None else str(self.second_lab_dir)}
 
 
-def _config_names(value: Any, what: str) -> tuple[str, ...]:
+def config_names(value: Any, what: str) -> tuple[str, ...]:
+    """``value`` as a tuple of config file names; ``ValueError`` naming ``what`` unless a non-empty list of them."""
     if not isinstance(value, (list, tuple)) or not value or not all(isinstance(c, str) and c for c in value):
         raise ValueError(f"{what} must be a non-empty list of config file names, got {value!r}")
     return tuple(value)
@@ -233,9 +232,9 @@ class StabilityProtocol(ProtocolBase):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        object.__setattr__(self, "configs", _config_names(self.configs, "configs"))
+        object.__setattr__(self, "configs", config_names(self.configs, "configs"))
         if self.eval_configs is not None:
-            object.__setattr__(self, "eval_configs", _config_names(self.eval_configs, "eval_configs"))
+            object.__setattr__(self, "eval_configs", config_names(self.eval_configs, "eval_configs"))
 
     @classmethod
     def from_data(cls, data: Mapping[str, Any], common: Mapping[str, Any]) -> StabilityProtocol:
@@ -314,46 +313,26 @@ def load_protocol(path: str | os.PathLike) -> ProtocolBase:
         ValueError: not JSON, or a missing, unknown or ill-typed key; the message names the file.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: protocol file not found")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path}: cannot be read ({one_line(exc)})") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: a protocol must be a JSON object, got {type(data).__name__}")
+    data, root = read_definition(path, what="protocol")
     try:
         cls = _protocol_class(data.get("kind", "mil"))
         known = _COMMON_FIELDS | cls.EXTRA_FIELDS
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown key(s) {unknown} (known: {sorted(known)})")
-        missing = [k for k in ("bundle", "dataset_dir", "seeds") if k not in data]
-        if missing:
-            raise ValueError(f"missing key(s) {missing}")
-        root = (path.parent / _text(data.get("root", "."), "root")).resolve()
+        check_keys(data, known, required=("bundle", "dataset_dir", "seeds"))
 
         def resolve(key: str) -> Path | None:
             value = data.get(key)
-            return None if value is None else (root / _text(value, key)).resolve()
+            return None if value is None else (root / text(value, key)).resolve()
 
         seeds = data["seeds"]
         if not isinstance(seeds, list):
             raise ValueError(f"seeds must be a list of whole numbers, got {seeds!r}")
         common = {"bundle": resolve("bundle"), "dataset_dir": resolve("dataset_dir"), "seeds": tuple(seeds),
                   "second_lab_dir": resolve("second_lab_dir"), "overrides": data.get("overrides", {}),
-                  "name": _text(data.get("name", path.stem), "name"), "source": path.resolve()}
+                  "name": text(data.get("name", path.stem), "name"), "source": path.resolve()}
         return cls.from_data(data, common)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{path}: {exc}") from None
 
-
-def _text(value: Any, key: str) -> str:
-    if not isinstance(value, str) or not value:
-        raise ValueError(f"{key} must be a non-empty string, got {value!r}")
-    return value
 
 
 def check_overrides(protocol: ProtocolBase, overrides: Mapping[str, Any]) -> None:

@@ -16,12 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from monai_wsseg.bundle.stability_protocol import FloorsBase
 from monai_wsseg.bundle.runs import one_line
+from monai_wsseg.bundle.stability_protocol import FloorsBase
 
 __all__ = [
     "AUC_COLUMN", "FIGURES", "KEY_METRIC", "LABEL_METRIC", "MIL_SPEC", "FigureSpec", "SeedResult", "StabilityResults",
-    "check_floors", "curve_figures", "merge_curves", "read_pooled", "read_validation_curve",
+    "check_floors", "curve_figures", "merge_curves", "nan_float", "read_pooled", "read_validation_curve",
 ]
 
 logger = logging.getLogger(__name__)
@@ -146,11 +146,11 @@ class SeedResult:
         try:
             data = json.loads(text)
             figures = _nan_figures(names)
-            figures.update({k: _float(v) for k, v in data["figures"].items() if k in figures})
+            figures.update({k: nan_float(v) for k, v in data["figures"].items() if k in figures})
             return cls(seed=int(data["seed"]), status="resumed", figures=figures,
-                       curve={k: [_float(x) for x in v] for k, v in data.get("curve", {}).items()},
+                       curve={k: [nan_float(x) for x in v] for k, v in data.get("curve", {}).items()},
                        notes=[str(n) for n in data.get("notes", [])],
-                       train_seconds=_float(data.get("train_seconds")), eval_seconds=_float(data.get("eval_seconds")),
+                       train_seconds=nan_float(data.get("train_seconds")), eval_seconds=nan_float(data.get("eval_seconds")),
                        settings=dict(data.get("settings", {})))
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ValueError(f"not a stability result ({one_line(exc)})") from None
@@ -160,7 +160,8 @@ def _json_number(v: float) -> float | None:
     return None if v is None or (isinstance(v, float) and math.isnan(v)) else v  # JSON has no NaN
 
 
-def _float(v: Any) -> float:
+def nan_float(v: Any) -> float:
+    """A table cell or JSON value as a float: blank or ``None`` is NaN."""
     if v is None or v == "":
         return math.nan
     return float(v)
@@ -184,7 +185,7 @@ def read_validation_curve(path: str | os.PathLike) -> dict[str, list[float]]:
             values: dict[str, float] = {}
             for c in metrics:
                 try:
-                    values[c] = _float(row.get(c))
+                    values[c] = nan_float(row.get(c))
                 except ValueError:  # a non-numeric column (a note): not a curve
                     values[c] = math.nan
             by_epoch[int(float(row["epoch"]))] = values
@@ -236,7 +237,7 @@ def read_pooled(path: str | os.PathLike) -> tuple[float, float]:
     with open(path, newline="", encoding="utf-8") as f:
         for row in csv.DictReader(f):
             if row.get("scope") == "pooled":
-                return _float(row.get(AUC_COLUMN)), _float(row.get("threshold"))
+                return nan_float(row.get(AUC_COLUMN)), nan_float(row.get("threshold"))
     raise ValueError(f"{path}: no 'pooled' row")
 
 

@@ -42,8 +42,10 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, ClassVar
 
+from monai_wsseg.bundle.definitions import finite_number
+from monai_wsseg.bundle.runs import applicable, run_bundle, unknown_overrides
 from monai_wsseg.bundle.stability import read_or_run, same_weights, seed_study
-from monai_wsseg.bundle.stability_protocol import FloorsBase, ProtocolBase, _config_names, _number
+from monai_wsseg.bundle.stability_protocol import FloorsBase, ProtocolBase, config_names
 from monai_wsseg.bundle.stability_results import (
     FigureSpec,
     SeedResult,
@@ -51,9 +53,8 @@ from monai_wsseg.bundle.stability_results import (
     merge_curves,
     read_validation_curve,
 )
-from monai_wsseg.bundle.runs import applicable, run_bundle, unknown_overrides
-from monai_wsseg.utils.atomic import write_text_atomically
 from monai_wsseg.metrics.tissue import read_scores_table
+from monai_wsseg.utils.atomic import write_text_atomically
 
 __all__ = ["CAM_ROW", "PHASES", "WSSS_KEYS", "WSSSFloors", "WSSSProtocol", "run_seed", "wsss_spec"]
 
@@ -106,7 +107,7 @@ class WSSSFloors(FloorsBase):
         if not isinstance(self.min_class_iou, Mapping):  # a protocol file's error: ValueError, as all of them
             raise ValueError(f"floors.min_class_iou must be an object of class name → IoU floor, "  # noqa: TRY004
                              f"got {self.min_class_iou!r}")
-        object.__setattr__(self, "min_class_iou", {str(c): _number(v, f"floors.min_class_iou.{c}")
+        object.__setattr__(self, "min_class_iou", {str(c): finite_number(v, f"floors.min_class_iou.{c}")
                                                    for c, v in self.min_class_iou.items()})
 
     def rules(self) -> list[tuple[str, str, str, float]]:
@@ -163,7 +164,7 @@ class WSSSProtocol(ProtocolBase):
         super().__post_init__()
         if not isinstance(self.configs, Mapping) or set(self.configs) != set(PHASES):
             raise ValueError(f"configs must give the config files of each phase {list(PHASES)}, got {self.configs!r}")
-        object.__setattr__(self, "configs", {p: _config_names(self.configs[p], f"configs.{p}") for p in PHASES})
+        object.__setattr__(self, "configs", {p: config_names(self.configs[p], f"configs.{p}") for p in PHASES})
         extra = self.phase_overrides
         if (not isinstance(extra, Mapping) or set(extra) - set(PHASES)
                 or not all(isinstance(v, Mapping) for v in extra.values())):

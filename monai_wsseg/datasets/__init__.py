@@ -1,7 +1,10 @@
 """The cohorts the bundles read: slide manifests, TCGA barcodes and PatchCamelyon.
 
-* :mod:`.manifest` — which slides, their labels, splits and expert masks (:class:`SlideRecord`,
-  :func:`find_manifest_or_slides`); :mod:`.tcga` — slide labels and case-wise splits from TCGA barcodes;
+* :mod:`.manifest` — the manifest CSV: which slides, their labels, splits and expert masks
+  (:class:`SlideRecord`, :func:`load_manifest`, :func:`write_manifest`);
+* :mod:`.discovery` — a dataset folder's cohort, its manifest or else its TCGA slides
+  (:func:`find_manifest_or_slides`); :mod:`.masks` — how an expert mask maps onto its slide;
+* :mod:`.tcga` — slide labels and case-wise splits from TCGA barcodes;
 * :mod:`.pcam` — PatchCamelyon, paper A's patch-level generalisation check.
 
 MIL bags live with their method (:mod:`monai_wsseg.mil.bags`), the WSSS patch sets with theirs
@@ -12,8 +15,10 @@ imported on first use (:mod:`monai_wsseg.utils.lazy`), so reading a manifest doe
 from monai_wsseg.utils.lazy import lazy_exports
 
 __all__, __getattr__, __dir__ = lazy_exports(__name__, {
-    "manifest": ("MANIFEST_COLUMNS", "MANIFEST_NAME", "MASK_EXTENSIONS", "MAX_LISTED_PROBLEMS", "SLIDE_EXTENSIONS",
-                 "SlideRecord", "find_manifest_or_slides", "load_manifest", "mask_downsample", "write_manifest"),
+    "discovery": ("SLIDE_EXTENSIONS", "find_manifest_or_slides", "find_slide_files"),
+    "manifest": ("MANIFEST_COLUMNS", "MANIFEST_NAME", "MASK_EXTENSIONS", "MAX_LISTED_PROBLEMS", "SlideRecord",
+                 "load_manifest", "write_manifest"),
+    "masks": ("mask_downsample",),
     "pcam": ("PCamDataset", "evaluate_pcam", "pcam_preprocess"),
     "tcga": ("DEFAULT_FRACTIONS", "SPLIT_NAMES", "TCGABarcode", "case_id", "parse_barcode", "sample_label",
              "split_by_case"),

@@ -10,7 +10,8 @@ label       no        1 = tumor, 0 = normal ("0", "1", "0.0", "1.0"); when empty
                       TCGA barcode in the slide's file name (:func:`~monai_wsseg.datasets.tcga.sample_label`)
 split       no        ``train``, ``val`` or ``test`` (case-insensitive); empty = unassigned
 mask        no        expert tumor mask: one-channel PNG or TIFF covering the whole slide at an
-                      integer downsample of level 0 (see :func:`mask_downsample`); non-zero = tumor
+                      integer downsample of level 0 (see
+                      :func:`~monai_wsseg.datasets.masks.mask_downsample`); non-zero = tumor
 case        no        patient id; defaults to the TCGA case id of the slide, else the slide's stem
 location    no        organ / site, free text (used to break metrics down)
 ==========  ========  ==========================================================================
@@ -28,44 +29,42 @@ Rules where a choice had to be made:
   of symlinks to slides elsewhere still counts as "inside the CSV's folder".
 * All problems of a file are reported together (up to :data:`MAX_LISTED_PROBLEMS` lines). When
   every problem is a missing file the error is a ``FileNotFoundError``, else a ``ValueError``.
+
+:func:`load_manifest` reads and checks a manifest, :func:`write_manifest` writes one. Finding a dataset
+folder's cohort (its manifest, or else the TCGA slides in it) is :mod:`monai_wsseg.datasets.discovery`.
 """
 
 from __future__ import annotations
 
 import csv
-import dataclasses
-import math
+import io
 import os
 import re
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from monai_wsseg.datasets.tcga import (
-    DEFAULT_FRACTIONS,
-    SPLIT_NAMES,
-    parse_barcode,
-    sample_label,
-    split_by_case,
-)
+from monai_wsseg.datasets.tcga import SPLIT_NAMES, parse_barcode, sample_label
+from monai_wsseg.utils.atomic import write_text_atomically
 
 __all__ = [
     "MANIFEST_COLUMNS",
     "MANIFEST_NAME",
     "MASK_EXTENSIONS",
     "MAX_LISTED_PROBLEMS",
-    "SLIDE_EXTENSIONS",
+    "ProblemList",
     "SlideRecord",
-    "find_manifest_or_slides",
+    "absolute_path",
+    "default_case",
+    "is_within",
+    "label_reason",
     "load_manifest",
-    "mask_downsample",
     "write_manifest",
 ]
 
 MANIFEST_COLUMNS: tuple[str, ...] = ("slide", "label", "split", "mask", "case", "location")
 MANIFEST_NAME = "manifest.csv"
-SLIDE_EXTENSIONS: tuple[str, ...] = (".svs", ".tif", ".tiff", ".ndpi", ".mrxs", ".scn", ".bif", ".vms")
 MASK_EXTENSIONS: tuple[str, ...] = (".png", ".tif", ".tiff")
 #: At most this many problems are listed in one error; the rest are counted.
 MAX_LISTED_PROBLEMS = 20
@@ -109,8 +108,12 @@ class SlideRecord:
             raise ValueError(f"{self.slide}: case {self.case!r} must be a non-empty string")
 
 
-class _Problems:
-    """Collects the problems of one input so that they are all reported at once."""
+class ProblemList:
+    """Collects the problems of one input so that they are all reported at once.
+
+    :meth:`raise_if_any` raises one error listing them (at most :data:`MAX_LISTED_PROBLEMS`), prefixed by
+    ``source``: a ``FileNotFoundError`` when every problem is a missing file, else a ``ValueError``.
+    """
 
     def __init__(self, source: Path) -> None:
         self.source = source
@@ -139,18 +142,20 @@ class _Problems:
         raise ValueError(text)
 
 
-def _abspath(path: str | os.PathLike) -> Path:
+def absolute_path(path: str | os.PathLike) -> Path:
+    """``path`` with ``~`` expanded, made absolute and normalised lexically (symlinks are not resolved)."""
     return Path(os.path.abspath(os.path.expanduser(os.fspath(path))))
 
 
-def _is_within(path: Path, root: Path) -> bool:
+def is_within(path: Path, root: Path) -> bool:
+    """Whether the absolute ``path`` lies inside the absolute folder ``root`` (lexically)."""
     try:
         return os.path.commonpath([str(path), str(root)]) == str(root)
     except ValueError:  # different drives on Windows
         return False
 
 
-def _default_case(slide_text: str) -> str:
+def default_case(slide_text: str) -> str:
     """TCGA case id when the file name holds a barcode, else the file's stem."""
     try:
         return parse_barcode(slide_text).case_id
@@ -189,13 +194,13 @@ def load_manifest(
             gives the 1-based data row and the file line, e.g. ``row 3 (line 4): label 'yes' is
             not 0 or 1``.
     """
-    csv_path = _abspath(csv_path)
+    csv_path = absolute_path(csv_path)
     if not csv_path.exists():
         raise FileNotFoundError(f"{csv_path}: manifest not found")
     if csv_path.is_dir():
         raise ValueError(f"{csv_path}: is a folder, expected a manifest CSV file")
     root = csv_path.parent
-    problems = _Problems(csv_path)
+    problems = ProblemList(csv_path)
 
     try:
         with open(csv_path, encoding="utf-8-sig", newline="") as f:
@@ -291,7 +296,7 @@ def load_manifest(
         elif barcode_label is not None:
             label = barcode_label
         elif require_labels and slide_text:
-            problems.add(f"{where}: no label, and {_label_reason(barcode_reason, slide_text)}")
+            problems.add(f"{where}: no label, and {label_reason(barcode_reason, slide_text)}")
             row_ok = False
 
         split_text = get("split").lower()
@@ -317,7 +322,7 @@ def load_manifest(
                                    check_files=check_files, allow_outside_root=allow_outside_root)
             row_ok = row_ok and ok
 
-        case = get("case") or (_default_case(slide_text) if slide_text else "")
+        case = get("case") or (default_case(slide_text) if slide_text else "")
         location = get("location") or None
 
         if split is not None and case:
@@ -357,7 +362,9 @@ def _read_rows(f, csv_path: Path) -> list[tuple[int, list[str]]]:
     return rows
 
 
-def _label_reason(barcode_reason: str | None, slide_text: str) -> str:
+def label_reason(barcode_reason: str | None, slide_text: str) -> str:
+    """Why a slide has no label: from :func:`~monai_wsseg.datasets.tcga.sample_label`'s error message
+    (``barcode_reason``, ``None`` when it gave none), for the problem lists."""
     if barcode_reason is None or "no TCGA barcode" in barcode_reason:
         return f"the name '{slide_text}' holds no TCGA barcode to take it from"
     # sample_label's message starts with the slide name, which the row already shows.
@@ -369,7 +376,7 @@ def _check_path(
     kind: str,
     root: Path,
     where: str,
-    problems: _Problems,
+    problems: ProblemList,
     *,
     check_files: bool,
     allow_outside_root: bool,
@@ -378,7 +385,7 @@ def _check_path(
     expanded = os.path.expanduser(text)
     path = Path(os.path.normpath(expanded if os.path.isabs(expanded) else root / expanded))
     ok = True
-    if not allow_outside_root and not _is_within(path, root):
+    if not allow_outside_root and not is_within(path, root):
         problems.add(f"{where}: {kind} '{text}' is outside the manifest's folder {root}")
         ok = False
     if check_files:
@@ -391,7 +398,7 @@ def _check_path(
     return path, ok
 
 
-def _check_case_splits(placed: Sequence[tuple[str, str, str]], problems: _Problems) -> None:
+def _check_case_splits(placed: Sequence[tuple[str, str, str]], problems: ProblemList) -> None:
     first: dict[str, tuple[str, str]] = {}
     for case, split, where in placed:
         seen = first.setdefault(case, (split, where))
@@ -402,187 +409,25 @@ def _check_case_splits(placed: Sequence[tuple[str, str, str]], problems: _Proble
             )
 
 
-def _assign_splits(
-    records: list[SlideRecord],
-    fractions: Sequence[float] | Mapping[str, float],
-    seed: int,
-) -> list[SlideRecord]:
-    """Give every record a split: its case's split when the case has one, else by case."""
-    case_split = {r.case: r.split for r in records if r.split is not None}
-    pending = [r for r in records if r.split is None and r.case not in case_split]
-    splits = split_by_case(
-        pending, case_of=lambda r: r.case, label_of=lambda r: r.label, fractions=fractions, seed=seed
-    )
-    for name, members in splits.items():
-        for r in members:
-            case_split[r.case] = name
-    return [r if r.split is not None else dataclasses.replace(r, split=case_split[r.case]) for r in records]
-
-
-def find_manifest_or_slides(
-    dataset_dir: str | os.PathLike,
-    *,
-    seed: int = 0,
-    fractions: Sequence[float] | Mapping[str, float] = DEFAULT_FRACTIONS,
-    assign_splits: bool = True,
-    recursive: bool = True,
-    require_labels: bool = True,
-    check_files: bool = True,
-    allow_outside_root: bool = True,
-    allow_unknown_columns: bool = False,
-) -> list[SlideRecord]:
-    """The cohort of a dataset folder: its ``manifest.csv``, or else the TCGA slides in it.
-
-    * ``dataset_dir`` is a CSV file, or a folder holding ``manifest.csv``: that manifest is read
-      with :func:`load_manifest`.
-    * Otherwise every file with an extension in :data:`SLIDE_EXTENSIONS` (in sub-folders too when
-      ``recursive``, as GDC downloads put each slide in its own folder; hidden entries skipped) is
-      a slide, labelled from the TCGA barcode in its name, with the TCGA case id as case. Masks
-      cannot be given this way: a cohort with masks needs a manifest.
-
-    With ``assign_splits``, records without a split get one: the split of another slide of the
-    same case when there is one, else from :func:`~monai_wsseg.datasets.tcga.split_by_case` over the
-    remaining cases with ``fractions`` and ``seed``.
-
-    Returns:
-        Records in manifest order, or sorted by path for a folder of slides.
-
-    Raises:
-        FileNotFoundError: the folder does not exist, or holds no manifest and no slides.
-        ValueError: manifest problems, or slides whose names give no usable label (listed).
-    """
-    path = _abspath(dataset_dir)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: dataset folder not found")
-    manifest = path if path.is_file() else path / MANIFEST_NAME
-    if path.is_file() or manifest.is_file():
-        records = load_manifest(
-            manifest,
-            require_labels=require_labels,
-            check_files=check_files,
-            allow_outside_root=allow_outside_root,
-            allow_unknown_columns=allow_unknown_columns,
-        )
-    else:
-        records = _records_from_slide_names(path, recursive=recursive, require_labels=require_labels)
-    return _assign_splits(records, fractions, seed) if assign_splits else records
-
-
-def _records_from_slide_names(root: Path, *, recursive: bool, require_labels: bool) -> list[SlideRecord]:
-    candidates = root.rglob("*") if recursive else root.iterdir()
-    slides = sorted(
-        p
-        for p in candidates
-        if p.suffix.lower() in SLIDE_EXTENSIONS
-        and not any(part.startswith(".") for part in p.relative_to(root).parts)
-        and p.is_file()
-    )
-    if not slides:
-        raise FileNotFoundError(
-            f"{root}: no {MANIFEST_NAME} and no slide files ({' '.join(SLIDE_EXTENSIONS)})"
-        )
-    problems = _Problems(root)
-    records = []
-    for p in slides:
-        label: int | None = None
-        try:
-            label = sample_label(p.name)
-        except ValueError as e:
-            if require_labels:
-                problems.add(f"{p.relative_to(root)}: {_label_reason(str(e), p.name)}")
-                continue
-        records.append(SlideRecord(p, label, None, None, _default_case(p.name), None))
-    if problems:
-        problems.add(f"write a {MANIFEST_NAME} to label or leave out these slides")
-    problems.raise_if_any()
-    return records
-
-
-def mask_downsample(
-    mask_size: tuple[int, int],
-    slide_size: tuple[int, int],
-    *,
-    mask_path: str | os.PathLike,
-    slide_path: str | os.PathLike,
-) -> int:
-    """The integer downsample ``d`` at which a mask covers its whole slide.
-
-    A mask of size ``(w, h)`` fits a level-0 slide of size ``(W, H)`` at ``d`` when
-    ``|w - W/d| < 1`` and ``|h - H/d| < 1``: the mask may round either way. When several ``d``
-    fit (tiny masks), the one nearest to the size ratio is returned.
-
-    Args:
-        mask_size: mask ``(width, height)`` in pixels.
-        slide_size: slide level-0 ``(width, height)`` in pixels.
-        mask_path, slide_path: only for the error message.
-
-    Raises:
-        ValueError: sizes that are not two positive integers, a mask larger than the slide, an
-            aspect ratio that differs from the slide's, or no integer ``d``; the message starts
-            with the mask path and names the slide and both sizes.
-    """
-    w, h = _size_pair(mask_size, mask_path, "mask size")
-    sw, sh = _size_pair(slide_size, slide_path, "slide size")
-    sizes = f"mask {w}x{h}, slide {slide_path} {sw}x{sh}"
-    if w > sw or h > sh:
-        raise ValueError(f"{mask_path}: mask is larger than its slide ({sizes})")
-
-    def fits(d: int) -> bool:
-        # |w - W/d| < 1  <=>  |w*d - W| < d, in exact integer arithmetic.
-        return d >= 1 and abs(w * d - sw) < d and abs(h * d - sh) < d
-
-    # Real d fitting both sides lie in (lo, hi); an empty interval means the shapes disagree.
-    lo = max(sw / (w + 1), sh / (h + 1))
-    hi = min(sw / (w - 1) if w > 1 else math.inf, sh / (h - 1) if h > 1 else math.inf)
-    if lo >= hi:
-        raise ValueError(
-            f"{mask_path}: mask aspect ratio differs from its slide's ({sizes}; "
-            f"W/w = {sw / w:.4g}, H/h = {sh / h:.4g})"
-        )
-    target = math.sqrt((sw * sh) / (w * h))
-    candidates = {math.floor(target) + k for k in range(-2, 4)}
-    candidates |= {math.floor(lo) + k for k in range(0, 3)}
-    if math.isfinite(hi):
-        candidates |= {math.ceil(hi) - k for k in range(0, 3)}
-    valid = [d for d in candidates if fits(d)]
-    if not valid:
-        raise ValueError(
-            f"{mask_path}: no integer downsample maps the mask onto its slide ({sizes}; "
-            f"W/w = {sw / w:.4g}, H/h = {sh / h:.4g})"
-        )
-    return min(valid, key=lambda d: (abs(w - sw / d) + abs(h - sh / d), d))
-
-
-def _size_pair(size: Sequence[int], path: str | os.PathLike, what: str) -> tuple[int, int]:
-    try:
-        a, b = (int(v) for v in size)
-        ok = all(int(v) == v for v in size)
-    except (TypeError, ValueError):
-        ok = False
-    if not ok or a < 1 or b < 1:
-        raise ValueError(f"{path}: {what} {size!r} is not two positive integers (width, height)")
-    return a, b
-
-
 def write_manifest(records: Iterable[SlideRecord], csv_path: str | os.PathLike) -> Path:
     """Write ``records`` as a manifest that :func:`load_manifest` reads back to the same records.
 
     Paths inside the CSV's folder are written relative to it (POSIX separators), so the folder
     can be moved; others stay absolute. A record's relative path is taken relative to the
-    current directory. The file is written under a temporary name and renamed when complete.
+    current directory. The file is written atomically (:func:`~monai_wsseg.utils.atomic.write_text_atomically`).
 
     Returns:
         The absolute path of the written CSV.
     """
-    csv_path = _abspath(csv_path)
+    csv_path = absolute_path(csv_path)
     root = csv_path.parent
     root.mkdir(parents=True, exist_ok=True)
 
     def rel(p: Path | None) -> str:
         if p is None:
             return ""
-        p = _abspath(p)
-        if _is_within(p, root):
+        p = absolute_path(p)
+        if is_within(p, root):
             return Path(os.path.relpath(p, root)).as_posix()
         return str(p)
 
@@ -597,17 +442,9 @@ def write_manifest(records: Iterable[SlideRecord], csv_path: str | os.PathLike) 
         ]
         for r in records
     ]
-    # A per-process name in the same folder, so the rename is atomic and concurrent writers do
-    # not share a temporary file; open() (unlike mkstemp) keeps the usual umask permissions.
-    tmp = root / f".{csv_path.name}.{os.getpid()}.tmp"
-    try:
-        with open(tmp, "w", encoding="utf-8", newline="") as f:
-            writer = csv.writer(f, lineterminator="\n")
-            writer.writerow(MANIFEST_COLUMNS)
-            writer.writerows(rows)
-        os.replace(tmp, csv_path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(MANIFEST_COLUMNS)
+    writer.writerows(rows)
+    write_text_atomically(csv_path, text.getvalue())
     return csv_path

@@ -35,6 +35,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
+from monai_wsseg.metrics.auc import rank_auc
+
 __all__ = ["PCamDataset", "evaluate_pcam", "pcam_preprocess"]
 
 logger = logging.getLogger(__name__)
@@ -221,8 +223,9 @@ def evaluate_pcam(
 
     Returns:
         ``{"auc": float, "n": int, "positives": int, "probabilities": (n,) float64, "logits": (n,) float64}``
-        in dataset order. The AUC is the exact Mann–Whitney statistic (ties count ½), ranked on the
-        logits so that probabilities saturating at 1.0 do not create ties; NaN with a single class.
+        in dataset order. The AUC is the exact Mann–Whitney statistic (ties count ½,
+        :func:`~monai_wsseg.metrics.auc.rank_auc`), ranked on the logits so that probabilities saturating
+        at 1.0 do not create ties; NaN with a single class.
     """
     mean = DEFAULT_MEAN if mean is None else mean
     std = DEFAULT_STD if std is None else std
@@ -244,7 +247,7 @@ def evaluate_pcam(
     z = torch.cat(logits).numpy() if logits else np.zeros(0)
     y = torch.cat(labels).numpy().astype(np.int64) if labels else np.zeros(0, np.int64)
     return {
-        "auc": _rank_auc(z, y),
+        "auc": rank_auc(z, y),
         "n": int(y.size),
         "positives": int(y.sum()),
         "probabilities": 1.0 / (1.0 + np.exp(-z)),
@@ -264,18 +267,6 @@ def _patch_logits(network: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
             f"expected a single-channel tumor network ((B, 1, h, w), (B, 1) or (B,) logits), got {tuple(out.shape)}"
         )
     return out.float()
-
-
-def _rank_auc(scores: np.ndarray, labels: np.ndarray) -> float:
-    """Exact ROC AUC: (rank sum of positives − P(P+1)/2) / (P·N), tied scores sharing their mean rank."""
-    pos = labels != 0
-    n_pos, n_neg = int(pos.sum()), int((~pos).sum())
-    if n_pos == 0 or n_neg == 0:
-        return float("nan")
-    _, inverse, counts = np.unique(scores, return_inverse=True, return_counts=True)
-    mean_rank = np.cumsum(counts) - (counts - 1) / 2.0  # 1-based mean rank of each distinct score
-    rank_sum = mean_rank[inverse.reshape(-1)][pos].sum()
-    return float((rank_sum - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
 
 
 def _open_h5(path: Path):

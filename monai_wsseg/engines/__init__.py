@@ -4,12 +4,12 @@ Generic, used by both methods' bundles:
 
 * :mod:`.checkpoints` — checkpoints that survive ``kill -9`` and resuming that refuses pickled code;
 * :mod:`.run_record` — ``run.json``, how a run was made; :mod:`.metrics_table` — ``validation.csv``;
-* :mod:`.tracking` — helpers for MLflow tracking; :mod:`.averaging` — an EMA of the weights;
-* :mod:`.schedules` — learning-rate schedules by name; :mod:`.cohort_inference` — cohort inference as
-  the ``dataset`` / ``evaluator`` pair the model zoo expects.
+* :mod:`.tracking` — a training step's loss, for the stats, TensorBoard and MLflow handlers;
+  :mod:`.averaging` — an EMA of the weights;
+* :mod:`.schedules` — learning-rate schedules by name.
 
 Each method's own engine pieces live with it: :mod:`monai_wsseg.mil` (paper A), :mod:`monai_wsseg.wsss`
-(paper B).
+(paper B); cohort inference as an engine with the cohort loop, in :mod:`monai_wsseg.inference.evaluator`.
 
 Names are imported on first use (:mod:`monai_wsseg.utils.lazy`): every module here imports Ignite, torch
 or MONAI, and ``import monai_wsseg.engines.run_record`` should pay only for its own.
@@ -20,7 +20,6 @@ from monai_wsseg.utils.lazy import lazy_exports
 __all__, __getattr__, __dir__ = lazy_exports(__name__, {
     "averaging": ("WeightEMA",),
     "checkpoints": ("AtomicCheckpointSaver", "ResumeCheckpointLoader"),
-    "cohort_inference": ("CohortEvaluator", "patch_dataset", "slide_dataset"),
     "metrics_table": ("ValidationTable",),
     "run_record": ("record_run",),
     "schedules": ("SCHEDULES", "lr_scheduler"),

@@ -1,4 +1,5 @@
-"""Run tracking helpers for the bundles' ``MLFlowHandler`` (switched on by ``use_mlflow`` in a train config)."""
+"""The loss of a training step, the one reader of it: the ``output_transform`` of the train configs' stats,
+TensorBoard and MLflow handlers (``MLFlowHandler`` is switched on by ``use_mlflow``) for every trainer."""
 
 from __future__ import annotations
 

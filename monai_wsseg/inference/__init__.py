@@ -2,7 +2,9 @@
 
 * :mod:`.engine` — :class:`WSIInferer`, a slide in, a :class:`SlideMap` (per-class probabilities) out;
 * :mod:`.tiles` — the tile plan: which windows to read and where their outputs land;
-* :mod:`.cohort` — many slides, resumable and shardable, each slide's outputs written (:func:`run_cohort`);
+* :mod:`.cohort` — many slides, resumable and shardable, each slide's outputs written (:class:`CohortRun`,
+  :func:`run_cohort`); :mod:`.evaluator` — the same loop as an Ignite engine, the ``dataset`` / ``evaluator``
+  pair of the inference bundles (:class:`CohortEvaluator`);
 * :mod:`.region` — one region of a slide exactly as a whole-slide run would infer it (MONAI Label);
 * :mod:`.report` — the per-slide report of what could not be computed.
 
@@ -13,9 +15,10 @@ The output formats are in :mod:`monai_wsseg.io`. Names are imported on first use
 from monai_wsseg.utils.lazy import lazy_exports
 
 __all__, __getattr__, __dir__ = lazy_exports(__name__, {
-    "cohort": ("CohortError", "CohortResult", "MapOutputs", "check_stems", "cohort_slides", "failure_reason",
-               "run_cohort", "shard", "write_slide_outputs"),
+    "cohort": ("CohortError", "CohortResult", "CohortRun", "MapOutputs", "check_stems", "check_writable",
+               "cohort_slides", "failure_reason", "run_cohort", "shard", "write_slide_outputs"),
     "engine": ("SlideMap", "WSIInferer"),
+    "evaluator": ("CohortEvaluator", "patch_dataset", "slide_dataset"),
     "region": ("RegionMap", "infer_region", "region_cells"),
     "report": ("REPORT_SUFFIX", "read_slide_report", "slide_report", "unread_cells", "write_slide_report"),
     "tiles": ("TilePlan", "check_tile_settings", "plan_tiles"),

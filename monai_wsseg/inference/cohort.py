@@ -9,6 +9,9 @@ and a rerun skips the slides whose outputs all exist. A slide that cannot be rea
 logged, listed at the end, and does not stop the others; the run then raises :class:`CohortError`
 unless ``tolerate_failures``. Under ``torchrun`` (or any launcher setting ``RANK``/``WORLD_SIZE``)
 each rank takes every ``WORLD_SIZE``-th slide, so many GPUs and nodes need no other code.
+
+That loop is :class:`CohortRun`, run whole by :func:`run_cohort` and one slide per Ignite iteration by the
+bundles' :class:`~monai_wsseg.inference.evaluator.CohortEvaluator`.
 """
 
 from __future__ import annotations
@@ -17,11 +20,12 @@ import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-
-import numpy as np
 from pathlib import Path
 
-from monai_wsseg.datasets.manifest import SLIDE_EXTENSIONS, SlideRecord, find_manifest_or_slides
+import numpy as np
+
+from monai_wsseg.datasets.discovery import SLIDE_EXTENSIONS, find_manifest_or_slides, find_slide_files
+from monai_wsseg.datasets.manifest import MANIFEST_NAME, SlideRecord
 from monai_wsseg.inference.engine import WSIInferer
 from monai_wsseg.inference.report import slide_report, write_slide_report
 from monai_wsseg.io import write_geojson, write_map_tiff, write_overlay_png
@@ -29,8 +33,8 @@ from monai_wsseg.utils.output_dir import check_output_dir
 from monai_wsseg.wsi.slide import open_slide
 from monai_wsseg.wsi.tissue import compute_tissue_mask, tissue_on_grid
 
-__all__ = ["CohortError", "CohortResult", "MapOutputs", "check_stems", "cohort_slides", "failure_reason", "run_cohort",
-           "shard", "write_slide_outputs"]
+__all__ = ["CohortError", "CohortResult", "CohortRun", "MapOutputs", "check_stems", "check_writable", "cohort_slides",
+           "failure_reason", "run_cohort", "shard", "write_slide_outputs"]
 
 logger = logging.getLogger(__name__)
 
@@ -104,9 +108,8 @@ def cohort_slides(source: str | os.PathLike, split: str | None = None) -> list[P
         return [src]
     if not src.exists():
         raise FileNotFoundError(f"{src}: no such slide, manifest or folder")
-    if src.is_dir() and not (src / "manifest.csv").exists():
-        found = sorted(p for p in src.rglob("*") if p.suffix.lower() in SLIDE_EXTENSIONS and p.is_file()
-                       and not any(part.startswith(".") for part in p.relative_to(src).parts))
+    if src.is_dir() and not (src / MANIFEST_NAME).exists():
+        found = find_slide_files(src)
         if not found:
             raise FileNotFoundError(f"{src}: holds no manifest.csv and no slide files ({', '.join(SLIDE_EXTENSIONS)})")
         return found
@@ -157,6 +160,97 @@ def check_stems(output_dir: Path, paths: Sequence[Path]) -> None:
         raise ValueError(f"{output_dir}: several slides share the file stem(s) {clashes[:5]}; their outputs would collide")
 
 
+class CohortRun:
+    """The per-slide loop of a cohort run, written once for :func:`run_cohort` and for the bundles'
+    :class:`~monai_wsseg.inference.evaluator.CohortEvaluator` (which calls it one slide per Ignite iteration).
+
+    :meth:`start` checks the output folder, refuses slides sharing a file stem and takes this rank's shard;
+    :meth:`infer_slide` skips a slide whose outputs all exist, else infers it and writes its outputs, and
+    logs and records a failure without raising; :meth:`finish` logs the counts and raises
+    :class:`CohortError` listing the failures unless ``tolerate_failures``. :meth:`run` does all three.
+
+    Args:
+        inferer: the configured whole-slide inferer.
+        output_dir: folder for the outputs (created; checked writable first).
+        outputs: what to write (default: tumor probability TIFF, overlay PNG, GeoJSON and slide report).
+        backend: slide reading backend.
+        mpp: level-0 microns per pixel for slides whose files record none.
+        tolerate_failures: finish normally even when slides failed (they are still listed).
+    """
+
+    def __init__(self, inferer: WSIInferer, output_dir: str | os.PathLike, outputs: MapOutputs | None = None, *,
+                 backend: str = "auto", mpp: float | None = None, tolerate_failures: bool = False) -> None:
+        self.inferer, self.output_dir = inferer, Path(output_dir)
+        self.outputs = outputs or MapOutputs()
+        self.backend, self.mpp, self.tolerate_failures = backend, mpp, tolerate_failures
+        self.slides: list[Path] = []
+        self.result = CohortResult()
+
+    def start(self, slides: Sequence[str | os.PathLike | SlideRecord], rank: int | None = None,
+              world_size: int | None = None) -> list[Path]:
+        """Check the output folder, refuse shared stems (before any work) and return this rank's slides
+        (see :func:`shard`); the result starts empty.
+
+        Raises:
+            ValueError: the output folder is not writable, or slides share a file stem.
+        """
+        self.output_dir = check_writable(self.output_dir)
+        paths = [Path(s.slide if isinstance(s, SlideRecord) else s) for s in slides]
+        check_stems(self.output_dir, paths)
+        self.slides = shard(paths, rank, world_size)
+        self.result = CohortResult()
+        return self.slides
+
+    def infer_slide(self, path: str | os.PathLike, position: int | None = None) -> str:
+        """Infer one slide of the shard and write its outputs, unless they all exist already.
+
+        Args:
+            path: the slide.
+            position: its 1-based place in the shard, for the log.
+
+        Returns:
+            ``"done"``, ``"skipped"`` (outputs exist) or ``"failed"`` (logged and recorded in :attr:`result`,
+            not raised: one bad slide must not end a cohort).
+        """
+        path = Path(path)
+        targets = self.outputs.paths(self.output_dir, path)
+        if all(t.exists() for t in targets.values()):
+            self.result.skipped.append(str(path))
+            return "skipped"
+        logger.info("[%s/%d] %s", "?" if position is None else position, len(self.slides), path)
+        try:
+            write_slide_outputs(self.inferer, path, targets, self.outputs, backend=self.backend, mpp=self.mpp)
+        except Exception as exc:  # one bad slide must not end a cohort; it is reported by finish()
+            reason = failure_reason(exc)
+            logger.error("%s: failed: %s", path, reason)
+            self.result.failed.append((str(path), reason))
+            return "failed"
+        self.result.done.append(str(path))
+        return "done"
+
+    def finish(self) -> CohortResult:
+        """Log what the run did and return its :class:`CohortResult`.
+
+        Raises:
+            CohortError: some slides failed and failures are not tolerated; the message lists each with its
+                reason.
+        """
+        result = self.result
+        logger.info("%d slides done, %d skipped (outputs exist), %d failed", len(result.done), len(result.skipped),
+                    len(result.failed))
+        if result.failed and not self.tolerate_failures:
+            lines = "\n".join(f"  {p}: {r}" for p, r in result.failed)
+            raise CohortError(f"{len(result.failed)} of {len(self.slides)} slides failed:\n{lines}")
+        return result
+
+    def run(self, slides: Sequence[str | os.PathLike | SlideRecord], rank: int | None = None,
+            world_size: int | None = None) -> CohortResult:
+        """:meth:`start`, :meth:`infer_slide` for each slide of this rank's shard, :meth:`finish`."""
+        for i, path in enumerate(self.start(slides, rank, world_size), 1):
+            self.infer_slide(path, i)
+        return self.finish()
+
+
 def run_cohort(
     inferer: WSIInferer,
     slides: Sequence[str | os.PathLike | SlideRecord],
@@ -169,44 +263,21 @@ def run_cohort(
     rank: int | None = None,
     world_size: int | None = None,
 ) -> CohortResult:
-    """Infer every slide of this rank's shard and write its outputs.
+    """Infer every slide of this rank's shard and write its outputs (a :class:`CohortRun`).
 
     Args:
         inferer: the configured whole-slide inferer.
         slides: slide paths or manifest records.
         output_dir: folder for the outputs (created; checked writable first).
-        outputs: what to write (default: tumor probability TIFF, overlay PNG and GeoJSON).
+        outputs: what to write (default: tumor probability TIFF, overlay PNG, GeoJSON and slide report).
         backend: slide reading backend.
         mpp: level-0 microns per pixel for slides whose files record none.
         tolerate_failures: return normally even when slides failed (they are still listed).
         rank, world_size: shard explicitly (default: from the launcher, see :func:`shard`).
 
     Raises:
-        ValueError: the output folder is not writable.
+        ValueError: the output folder is not writable, or slides share a file stem.
         CohortError: at the end, when any slide failed and failures are not tolerated.
     """
-    outputs = outputs or MapOutputs()
-    out = check_writable(output_dir)
-    paths = [Path(s.slide if isinstance(s, SlideRecord) else s) for s in slides]
-    check_stems(out, paths)
-    result = CohortResult()
-    mine = shard(paths, rank, world_size)
-    for i, path in enumerate(mine, 1):
-        targets = outputs.paths(out, path)
-        if all(t.exists() for t in targets.values()):
-            result.skipped.append(str(path))
-            continue
-        logger.info("[%d/%d] %s", i, len(mine), path)
-        try:
-            write_slide_outputs(inferer, path, targets, outputs, backend=backend, mpp=mpp)
-            result.done.append(str(path))
-        except Exception as exc:  # one bad slide must not end a cohort; it is reported below
-            reason = failure_reason(exc)
-            logger.error("%s: failed: %s", path, reason)
-            result.failed.append((str(path), reason))
-    logger.info("%d slides done, %d skipped (outputs exist), %d failed", len(result.done), len(result.skipped),
-                len(result.failed))
-    if result.failed and not tolerate_failures:
-        lines = "\n".join(f"  {p}: {r}" for p, r in result.failed)
-        raise CohortError(f"{len(result.failed)} of {len(mine)} slides failed:\n{lines}")
-    return result
+    run = CohortRun(inferer, output_dir, outputs, backend=backend, mpp=mpp, tolerate_failures=tolerate_failures)
+    return run.run(slides, rank, world_size)

@@ -32,7 +32,7 @@ from monai_wsseg.wsi.tissue import TissueMask, compute_tissue_mask
 if TYPE_CHECKING:
     from monai_wsseg.wsi.stain import MacenkoNormalizer, ReinhardNormalizer
 
-__all__ = ["SlideMap", "WSIInferer"]
+__all__ = ["SlideMap", "TileWindows", "WSIInferer"]
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ class SlideMap:
         return ~np.isnan(self.probabilities[0])
 
 
-class _Windows(Dataset):
+class TileWindows(Dataset):
     """The input windows of a plan as ``(3, window, window)`` uint8 tensors (uint8 keeps worker IPC small)."""
 
     def __init__(self, slide: Slide, plan: TilePlan) -> None:
@@ -207,7 +207,7 @@ class WSIInferer:
         merger = self._merger(shape, plan)
         self.network.eval()
         loader = DataLoader(
-            _Windows(slide, plan),
+            TileWindows(slide, plan),
             batch_size=self.batch_size,
             num_workers=self.num_workers,
             pin_memory=self.device.type == "cuda",

@@ -1,6 +1,7 @@
 """Metrics as plain numpy: arrays in, numbers out, poolable over slides in constant memory.
 
-* :mod:`.auc` — histogram pixel AUC (:class:`AUCAccumulator`, :func:`pixel_auc`);
+* :mod:`.auc` — ROC AUC: histogram pixel AUC (:class:`AUCAccumulator`, :func:`pixel_auc`) and the exact
+  AUC of scores in memory (:func:`rank_auc`);
 * :mod:`.tumor_maps` — paper A's tumor maps against expert masks: masks on a map grid, AUC with and
   without background, confusion at a threshold, the F1-best threshold;
 * :mod:`.slide_labels` — map scores that need slide labels only (checkpoint choice without masks);
@@ -15,7 +16,7 @@ wrap its metrics: :class:`~monai_wsseg.mil.validation.TumorAUC` and
 from monai_wsseg.utils.lazy import lazy_exports
 
 __all__, __getattr__, __dir__ = lazy_exports(__name__, {
-    "auc": ("AUCAccumulator", "pixel_auc"),
+    "auc": ("AUCAccumulator", "pixel_auc", "rank_auc"),
     "slide_labels": ("label_margin", "top_cells", "top_cells_auc", "top_fraction_mean"),
     "tissue": ("TissueConfusion", "read_scores_table", "tissue_scores"),
     "tumor_maps": ("TUMOR_FRACTION", "Confusion", "TumorMapAccumulator", "best_threshold", "confusion_at",

@@ -1,16 +1,19 @@
-"""Pixel AUC of probability maps against expert masks, poolable over slides in constant memory.
+"""ROC AUC, the project's one implementation: the Mann–Whitney statistic, ties counted ½.
 
-Scores are quantised to ``bins`` levels (256 matches the uint8 maps the writers store), and positives
-and negatives are counted per level; the AUC is then the Mann–Whitney statistic with ties counted ½,
-exact for the quantised scores. Pooling slides is adding their histograms, so a cohort of gigapixel
-masks never needs its pixels in memory at once.
+* :class:`AUCAccumulator` / :func:`pixel_auc` — pixel AUC of probability maps against expert masks,
+  poolable over slides in constant memory. Scores are quantised to ``bins`` levels (256 matches the uint8
+  maps the writers store), and positives and negatives are counted per level; the AUC is then exact for
+  the quantised scores. Pooling slides is adding their histograms, so a cohort of gigapixel masks never
+  needs its pixels in memory at once.
+* :func:`rank_auc` — exact AUC of any real scores held in memory (patch logits, a few cells per slide),
+  from their ranks.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["AUCAccumulator", "pixel_auc"]
+__all__ = ["AUCAccumulator", "pixel_auc", "rank_auc"]
 
 
 class AUCAccumulator:
@@ -62,3 +65,23 @@ def pixel_auc(scores: np.ndarray, truth: np.ndarray, valid: np.ndarray | None = 
     acc = AUCAccumulator(bins)
     acc.update(scores, truth, valid)
     return acc.auc()
+
+
+def rank_auc(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Exact ROC AUC of real ``scores`` for ``labels`` (non-zero = positive): (rank sum of the positives −
+    P(P+1)/2) / (P·N), tied scores sharing their mean rank. NaN when there are no positives or no negatives.
+
+    Unlike :class:`AUCAccumulator` nothing is quantised, so scores need not lie in [0, 1] (logits rank
+    without the ties that probabilities saturating at 1.0 would make).
+    """
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    pos = np.asarray(labels).reshape(-1) != 0
+    if scores.shape != pos.shape:
+        raise ValueError(f"scores ({scores.size}) and labels ({pos.size}) differ in length")
+    n_pos, n_neg = int(pos.sum()), int((~pos).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    _, inverse, counts = np.unique(scores, return_inverse=True, return_counts=True)
+    mean_rank = np.cumsum(counts) - (counts - 1) / 2.0  # 1-based mean rank of each distinct score
+    rank_sum = mean_rank[inverse.reshape(-1)][pos].sum()
+    return float((rank_sum - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))

@@ -15,6 +15,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from monai_wsseg.metrics.auc import rank_auc
+
 __all__ = ["label_margin", "top_cells", "top_cells_auc", "top_fraction_mean"]
 
 
@@ -70,17 +72,12 @@ def top_cells(prob: np.ndarray, valid: np.ndarray, fraction: float = 0.1) -> np.
 def top_cells_auc(tumor_tops: Sequence[np.ndarray], normal_cells: Sequence[np.ndarray]) -> float:
     """AUC of the tumor slides' top cells (positives) against every tissue cell of the normal slides.
 
-    Rank-based (Mann–Whitney, ties count half), so it does not depend on how the probabilities are
-    calibrated: 0.5 for a constant map, near 0.5 for an inverted one (whose hottest cells are normal
-    tissue, as hot on normal slides), 1 when each tumor slide's hottest tenth is hotter than any normal
-    tissue. NaN without cells of both kinds.
+    Rank-based (Mann–Whitney, ties count half: :func:`~monai_wsseg.metrics.auc.rank_auc`), so it does not
+    depend on how the probabilities are calibrated: 0.5 for a constant map, near 0.5 for an inverted one
+    (whose hottest cells are normal tissue, as hot on normal slides), 1 when each tumor slide's hottest
+    tenth is hotter than any normal tissue. NaN without cells of both kinds.
     """
-    from scipy.stats import rankdata
-
     pos = np.concatenate([np.asarray(t, np.float64).ravel() for t in tumor_tops]) if tumor_tops else np.zeros(0)
     neg = np.concatenate([np.asarray(t, np.float64).ravel() for t in normal_cells]) if normal_cells else np.zeros(0)
     pos, neg = pos[np.isfinite(pos)], neg[np.isfinite(neg)]
-    if not pos.size or not neg.size:
-        return float("nan")
-    ranks = rankdata(np.concatenate([pos, neg]))
-    return float((ranks[: pos.size].sum() - pos.size * (pos.size + 1) / 2) / (pos.size * neg.size))
+    return rank_auc(np.concatenate([pos, neg]), np.r_[np.ones(pos.size), np.zeros(neg.size)])

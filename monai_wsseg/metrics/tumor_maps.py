@@ -224,14 +224,14 @@ def load_mask(
 
     Returns:
         ``(mask, downsample)``: ``(hm, wm)`` uint8, 1 = tumor and 0 = not; level-0 pixels per mask pixel
-        (see :func:`~monai_wsseg.datasets.manifest.mask_downsample`).
+        (see :func:`~monai_wsseg.datasets.masks.mask_downsample`).
 
     Raises:
         FileNotFoundError: the mask file does not exist.
         ValueError: the record has no mask, the file is not a readable one-channel image, or its size
             fits no integer downsample of the slide; the message starts with the mask path.
     """
-    from monai_wsseg.datasets.manifest import mask_downsample
+    from monai_wsseg.datasets.masks import mask_downsample
 
     if hasattr(record_or_path, "mask") and hasattr(record_or_path, "slide"):
         record = record_or_path

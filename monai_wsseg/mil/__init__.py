@@ -9,7 +9,10 @@
 * :mod:`.validation` — whole-slide validation maps and their AUC (:class:`SlideMapEvaluator`, :class:`TumorAUC`);
 * :mod:`.selection` — the checkpoint choice, with or without masks (:func:`key_metric`, :class:`SlideLabelScore`);
 * :mod:`.evaluation` — the ``evaluate.json`` component: threshold on validation, figures on test
-  (:class:`TumorMapEvaluation`).
+  (:class:`TumorMapEvaluation`);
+* :mod:`.sweep` — the paper's (α, β) benchmark, one bundle run per configuration of a run definition
+  (``configs/sweep/alpha_beta.json``, :func:`load_sweep`, :func:`run_sweep`); :mod:`.sweep_tables` — its
+  ``sweep.csv`` / ``sweep.md`` / ``sweep.png`` (:class:`ConfigResult`, :func:`plot_matrix`).
 
 The network (:class:`~monai_wsseg.networks.fcn.ResNetFCN`) stays in :mod:`monai_wsseg.networks`: the WSSS
 segmenter builds on its dilated layers. Names are imported on first use (:mod:`monai_wsseg.utils.lazy`),
@@ -24,7 +27,11 @@ __all__, __getattr__, __dir__ = lazy_exports(__name__, {
     "loss": ("TopKBottomKMILLoss", "check_alpha_beta"),
     "sampling": ("BagStepSampler",),
     "selection": ("SlideLabelScore", "additional_metrics", "key_metric"),
-    "trainer": ("MILTrainer", "instance_logits", "latest_checkpoint", "loss_output", "mil_slides"),
+    "sweep": ("SWEEP_KEYS", "SweepDefinition", "check_applies", "check_sweep_overrides", "config_name",
+              "evaluate_config", "load_sweep", "parse_configs", "quick_cohort", "run_config", "run_sweep",
+              "train_config"),
+    "sweep_tables": ("ConfigResult", "in_framework", "matrices", "plot_matrix"),
+    "trainer": ("MILTrainer", "instance_logits", "latest_checkpoint", "mil_slides"),
     "transforms": ("BagStandardize", "RandBagAugment", "bag_transform", "gaussian_blur", "hue_matrices"),
     "validation": ("SlideMapEvaluator", "TumorAUC", "slide_map_targets"),
     "warmup": ("ProxyWarmup",),

@@ -34,7 +34,9 @@ from typing import Any
 
 import numpy as np
 
-from monai_wsseg.datasets.manifest import SlideRecord, find_manifest_or_slides, mask_downsample
+from monai_wsseg.datasets.discovery import find_manifest_or_slides
+from monai_wsseg.datasets.manifest import SlideRecord
+from monai_wsseg.datasets.masks import mask_downsample
 from monai_wsseg.inference.cohort import check_writable
 from monai_wsseg.inference.engine import WSIInferer
 from monai_wsseg.inference.report import REPORT_SUFFIX, read_slide_report, unread_cells
@@ -78,7 +80,7 @@ class TumorMapEvaluation:
             ``None`` when ``maps_dir`` holds every map. Its ``plan`` (when it has one) also tells which
             cells of a stored map were computed, since TIFF maps store no-data as 0.
         records: manifest records, or a manifest CSV / dataset folder read with
-            :func:`~monai_wsseg.datasets.manifest.find_manifest_or_slides` (default arguments, so slides
+            :func:`~monai_wsseg.datasets.discovery.find_manifest_or_slides` (default arguments, so slides
             without a split get the same seeded split as training with default settings).
         output_dir: folder for ``evaluation.csv`` and ``evaluation.md`` (created).
         val_split, test_split: manifest split names.

@@ -21,7 +21,7 @@ from monai.utils import CommonKeys as Keys
 
 from monai_wsseg.datasets.manifest import SlideRecord
 
-__all__ = ["MILTrainer", "instance_logits", "latest_checkpoint", "loss_output", "mil_slides"]
+__all__ = ["MILTrainer", "instance_logits", "latest_checkpoint", "mil_slides"]
 
 logger = logging.getLogger(__name__)
 
@@ -136,12 +136,6 @@ class MILTrainer(SupervisedTrainer):
         engine.state.output = {Keys.LOSS: loss.detach(), Keys.LABEL: labels, Keys.PRED: logits.detach(),
                                "slide": batchdata["slide"]}
         return engine.state.output
-
-
-def loss_output(output: dict) -> float | None:
-    """The step's loss for stats handlers (``None`` for a step whose slides were all unreadable)."""
-    loss = output.get(Keys.LOSS) if isinstance(output, dict) else None
-    return None if loss is None else float(loss)
 
 
 def mil_slides(records: Sequence[SlideRecord], split: str | None, *, require_both_labels: bool = True,

@@ -22,31 +22,27 @@ from PIL import Image
 from scipy import ndimage
 from tqdm.auto import tqdm
 
+from monai_wsseg.io.palettes import WHITE, class_palette, write_palette_mask
 from monai_wsseg.io.png import save_png
-from monai_wsseg.synthetic.texture import (
-    _BLOCK,
-    GLASS,
-    PATCH_CLASS_KINDS,
-    PATCH_PALETTE,
-    TISSUE_KINDS,
-    TUMOR,
-    TextureParams,
-    _kind_tables,
-    _mix_int,
-    _NoiseBank,
-    _PatchLayout,
-    _populations,
-    _render_block,
-    _slide_key,
-    _SlideLayout,
-    _Stain,
-)
+from monai_wsseg.synthetic.fields import mix_int
+from monai_wsseg.synthetic.layouts import PatchLayout, SlideLayout
+from monai_wsseg.synthetic.nuclei import populations
+from monai_wsseg.synthetic.params import GLASS, PATCH_CLASS_KINDS, TISSUE_KINDS, TUMOR, TextureParams
+from monai_wsseg.synthetic.stains import NoiseBank, Stain, kind_tables
+from monai_wsseg.synthetic.texture import BLOCK, render_block, slide_key
+from monai_wsseg.utils.atomic import write_text_atomically
 
 __all__ = [
-    "TISSUE_KINDS", "PATCH_CLASS_KINDS", "PATCH_PALETTE", "TextureParams", "SyntheticSlide",
-    "RenderedSlide", "render_slide", "render_texture", "make_slide", "make_cohort",
-    "make_patch_set", "parse_patch_label",
+    "RenderedSlide",
+    "SyntheticSlide",
+    "make_cohort",
+    "make_patch_set",
+    "make_slide",
+    "parse_patch_label",
+    "render_slide",
+    "render_texture",
 ]
+
 
 @dataclass
 class RenderedSlide:
@@ -86,13 +82,13 @@ def _slide_layout(width, height, tumor, seed, mpp, params, tumor_fraction, name)
     lo, hi = tumor_fraction
     if not 0 < lo <= hi < 1:
         raise ValueError(f"{name}: tumor_fraction must be (lo, hi) with 0 < lo <= hi < 1, got {tumor_fraction}")
-    key = _slide_key(seed)
+    key = slide_key(seed)
     rng = np.random.default_rng([int(seed), 1])
-    layout = _SlideLayout(int(width), int(height), float(mpp), bool(tumor), rng, p, (lo, hi), key)
+    layout = SlideLayout(int(width), int(height), float(mpp), bool(tumor), rng, p, (lo, hi), key)
     return layout, p, rng
 
 
-def _lowres_kinds(layout: _SlideLayout, d: int) -> np.ndarray:
+def _lowres_kinds(layout: SlideLayout, d: int) -> np.ndarray:
     yy, xx = np.mgrid[0 : math.ceil(layout.height / d), 0 : math.ceil(layout.width / d)]
     return layout.kinds_at(xx * d + (d - 1) / 2, yy * d + (d - 1) / 2)
 
@@ -111,16 +107,16 @@ def render_slide(width: int, height: int, *, tumor: bool, seed: int, mpp: float 
     if not (isinstance(mask_downsample, int) and mask_downsample >= 1):
         raise ValueError(f"{name}: mask_downsample must be a positive integer, got {mask_downsample!r}")
     layout, p, rng = _slide_layout(width, height, tumor, seed, mpp, params, tumor_fraction, name)
-    stain = _Stain(p, rng)
-    bank = _NoiseBank(rng, mpp)
-    tables, pops = _kind_tables(p), _populations(p)
+    stain = Stain(p, rng)
+    bank = NoiseBank(rng, mpp)
+    tables, pops = kind_tables(p), populations(p)
     image = np.empty((height, width, 3), np.uint8)
-    jobs = [(x0, y0) for y0 in range(0, height, _BLOCK) for x0 in range(0, width, _BLOCK)]
+    jobs = [(x0, y0) for y0 in range(0, height, BLOCK) for x0 in range(0, width, BLOCK)]
 
     def job(xy):
         x0, y0 = xy
-        w, h = min(_BLOCK, width - x0), min(_BLOCK, height - y0)
-        _render_block(layout, stain, bank, tables, pops, x0, y0, w, h, image[y0 : y0 + h, x0 : x0 + w])
+        w, h = min(BLOCK, width - x0), min(BLOCK, height - y0)
+        render_block(layout, stain, bank, tables, pops, x0, y0, w, h, image[y0 : y0 + h, x0 : x0 + w])
 
     with ThreadPoolExecutor(max_workers=workers or min(4, os.cpu_count() or 1)) as pool:
         list(pool.map(job, jobs))
@@ -144,15 +140,15 @@ def render_texture(kind: str, size: int = 256, *, seed: int = 0, mpp: float = 0.
         kinds = [k for k in TISSUE_KINDS if k != "gland"]
         raise ValueError(f"render_texture: kind must be one of {kinds}, got {kind!r}")
     return _render_patch([TISSUE_KINDS.index(kind)], size, mpp, _validate_common("render_texture", mpp, params),
-                         np.random.default_rng([int(seed), 2]), _slide_key(seed))[0]
+                         np.random.default_rng([int(seed), 2]), slide_key(seed))[0]
 
 
 def _render_patch(kinds: Sequence[int], size: int, mpp: float, p: TextureParams, rng: np.random.Generator,
-                  key: int, layout: _PatchLayout | None = None) -> tuple[np.ndarray, np.ndarray]:
-    layout = layout or _PatchLayout(size, mpp, kinds, rng, p, key)
+                  key: int, layout: PatchLayout | None = None) -> tuple[np.ndarray, np.ndarray]:
+    layout = layout or PatchLayout(size, mpp, kinds, rng, p, key)
     out = np.empty((size, size, 3), np.uint8)
-    kmap = _render_block(layout, _Stain(p, rng), _NoiseBank(rng, mpp, size=size),
-                         _kind_tables(p), _populations(p), 0, 0, size, size, out)
+    kmap = render_block(layout, Stain(p, rng), NoiseBank(rng, mpp, size=size),
+                        kind_tables(p), populations(p), 0, 0, size, size, out)
     _focus_blur(out, p, mpp)
     return out, kmap
 
@@ -270,14 +266,11 @@ def make_cohort(out_dir: str | os.PathLike, *, n_tumor: int = 6, n_normal: int =
         rows.append(dict(slide=f"slides/{slide.name}", label=int(label == "tumor"), split=split_of[i],
                          mask=f"masks/{mask.name}" if label == "tumor" else "", case=f"{prefix}-{i:04d}",
                          location=location))
-    manifest = out / "manifest.csv"
-    tmp = manifest.with_name(f".{manifest.name}.tmp-{os.getpid()}")
-    with open(tmp, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=["slide", "label", "split", "mask", "case", "location"])
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, manifest)
-    return manifest
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=["slide", "label", "split", "mask", "case", "location"])
+    writer.writeheader()
+    writer.writerows(rows)
+    return write_text_atomically(out / "manifest.csv", text.getvalue())
 
 
 # ------------------------------------------------------------------------------------ patch sets
@@ -294,15 +287,15 @@ def parse_patch_label(name: str) -> list[int]:
 
 
 def _patch_layout(i: int, split: int, seed: int, n_cls: int, cls_kinds: list[int], size: int, mpp: float,
-                  p: TextureParams) -> tuple[_PatchLayout, np.ndarray, np.random.Generator, int]:
+                  p: TextureParams) -> tuple[PatchLayout, np.ndarray, np.random.Generator, int]:
     rng = np.random.default_rng([int(seed), 4, split, i])
-    key = _mix_int(_slide_key(seed) ^ (split << 40) ^ i)
+    key = mix_int(slide_key(seed) ^ (split << 40) ^ i)
     k = int(rng.choice([1, 2, 3], p=[0.35, 0.4, 0.25]))
     chosen = sorted(rng.choice(n_cls, size=min(k, n_cls), replace=False).tolist())
     regions = chosen + ([n_cls] if rng.random() < 0.25 else [])
     kinds = [cls_kinds[c] if c < n_cls else GLASS for c in regions]
     for _ in range(50):  # redraw the partition until every region is clearly visible
-        layout = _PatchLayout(size, mpp, kinds, rng, p, key)
+        layout = PatchLayout(size, mpp, kinds, rng, p, key)
         kmap = layout.kinds_dense(0, 0, size, size)[0]
         share = np.array([(kmap == kd).mean() for kd in kinds])
         if share.min() >= 0.08:
@@ -344,8 +337,7 @@ def make_patch_set(out_dir: str | os.PathLike, *, n_train: int = 200, n_val: int
     if min(n_train, n_val, n_test) < 0 or not 32 <= size <= 4096:
         raise ValueError(f"make_patch_set({out}): counts must be >= 0 and size in 32..4096, got "
                          f"{n_train}/{n_val}/{n_test}, {size}")
-    palette = [v for c in names for v in PATCH_PALETTE[c]] + [255, 255, 255]
-    palette += [0] * (768 - len(palette))
+    palette = class_palette(names, WHITE)  # the datasets' own colours, white glass at index len(names)
     n_cls = len(names)
     jobs = [("training", 0, i) for i in range(n_train)] + [("val", 1, i) for i in range(n_val)] + \
         [("test", 2, i) for i in range(n_test)]
@@ -367,7 +359,5 @@ def make_patch_set(out_dir: str | os.PathLike, *, n_train: int = 200, n_val: int
             img = _jpeg_round_trip(img, quality)
         save_png(targets[0][0], Image.fromarray(img, mode="RGB"))
         if len(targets) > 1:
-            mask = Image.fromarray(idx, mode="P")
-            mask.putpalette(palette)
-            save_png(targets[1][0], mask)
+            write_palette_mask(targets[1][0], idx, palette)
     return out

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from monai_wsseg.synthetic.generator import make_cohort
-from monai_wsseg.synthetic.texture import TextureParams
+from monai_wsseg.synthetic.params import TextureParams
 
 __all__ = ["HARD_PARAMS", "HOME_SPLITS", "LAB2_SPLITS", "make_hard_cohorts", "second_lab"]
 

@@ -45,7 +45,7 @@ from PIL import Image
 from scipy import ndimage
 
 from monai_wsseg.synthetic.generator import make_patch_set
-from monai_wsseg.synthetic.texture import TextureParams
+from monai_wsseg.synthetic.params import TextureParams
 from monai_wsseg.metrics.tissue import TissueConfusion
 from monai_wsseg.synthetic.hard import second_lab
 

@@ -18,6 +18,8 @@ import numpy as np
 import tifffile
 from PIL import Image
 
+from monai_wsseg.utils.atomic import write_atomically
+
 __all__ = ["write_pyramidal_tiff", "pyramid_shapes", "downsample2x"]
 
 _COMPRESSION = {"jpeg": "jpeg", "zlib": "zlib", "deflate": "zlib", "none": None, None: None}
@@ -126,8 +128,9 @@ def write_pyramidal_tiff(
     """Write ``image`` as a tiled pyramidal TIFF and return its path.
 
     Args:
-        path: output file; its folder must exist. Written to ``.<name>.tmp-<pid>`` in the same
-            folder first and renamed when complete, so ``path`` never holds a partial file.
+        path: output file; its folder must exist. Written atomically
+            (:func:`~monai_wsseg.utils.atomic.write_atomically`: a temporary file in the same folder,
+            renamed when complete), so ``path`` never holds a partial file.
         image: (H, W, 3) RGB or (H, W) grey/label uint8 array of level 0; a ``np.memmap`` is
             read slab by slab rather than copied.
         mpp: microns per pixel of level 0; level k (k-times halved) is tagged ``mpp * 2**k``.
@@ -165,8 +168,8 @@ def write_pyramidal_tiff(
             # keep the JPEG streams in RGB so the PhotometricInterpretation tag says what they hold
             options["compressionargs"]["outcolorspace"] = "RGB"
             options["subsampling"] = None
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
+
+    def write(tmp: Path) -> None:
         with tifffile.TiffWriter(tmp, bigtiff=raw_bytes > _BIGTIFF_BYTES) as writer:
             level = image
             for k, shape in enumerate(shapes):
@@ -176,8 +179,6 @@ def write_pyramidal_tiff(
                 pixels_per_cm = 1e4 / (float(mpp) * 2**k)
                 writer.write(level, resolution=(pixels_per_cm, pixels_per_cm),
                              subfiletype=1 if k else 0, **options)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+
+    write_atomically(path, write)
     return path

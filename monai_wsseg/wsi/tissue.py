@@ -6,8 +6,7 @@ A pixel is tissue when it is
   inside ``[S_FLOOR, S_CEILING]`` so that a blank slide (all glass) does not turn its noise into
   "tissue" and a slide that is mostly tissue is not split into pale and dark tissue;
 * not white: paper A's rule, background when all of R, G and B exceed ``white_threshold``;
-* not pen ink: green, blue, red / dark-red and black marker (hue / saturation / value rules tuned
-  against HistoQC's annotated pen masks and TCGA thumbnails; H&E pink and purple are kept);
+* not pen ink: green, blue, red / dark-red and black marker (:mod:`monai_wsseg.wsi.pen`);
 
 then cleaned up in physical units: specks below ``min_object_um2`` are dropped and holes below
 ``min_hole_um2`` are filled (pen ink is never filled back in).
@@ -27,30 +26,31 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
-from scipy import ndimage as ndi
 from skimage.filters import threshold_otsu
 from skimage.morphology import remove_small_holes, remove_small_objects
 
+from monai_wsseg.wsi.colour import (
+    S_CEILING,
+    S_FLOOR,
+    check_positive,
+    check_rgb,
+    hsv,
+    is_cast,
+    saturation,
+    smooth_planes,
+    stain_hue,
+)
+from monai_wsseg.wsi.pen import pen_mask_from_planes
+
 __all__ = [
-    "tissue_on_grid",
-    "S_CEILING",
-    "S_FLOOR",
     "SlideLike",
     "TissueMask",
     "compute_tissue_mask",
-    "pen_mask_from_rgb",
     "tissue_mask_from_rgb",
+    "tissue_on_grid",
 ]
 
 logger = logging.getLogger(__name__)
-
-#: Bounds on the Otsu saturation threshold. Glass (white or scanner-grey, tinted), dust and JPEG
-#: noise stay below ~0.09 after the 1 px smoothing; the palest H&E stroma and fat rims in the
-#: reference images sit at 0.1-0.15, and on all of them the mask is the same anywhere in this range.
-#: The floor keeps a blank slide blank (Otsu would split pure noise in half); the ceiling keeps a
-#: slide that is almost all tissue (or ink) from being split into pale and dark tissue.
-S_FLOOR = 0.10
-S_CEILING = 0.15
 
 
 class SlideLike(Protocol):
@@ -61,192 +61,6 @@ class SlideLike(Protocol):
     dimensions: tuple[int, int]
 
     def thumbnail(self, mpp: float) -> np.ndarray: ...
-
-
-def _check_rgb(rgb: np.ndarray) -> None:
-    if not isinstance(rgb, np.ndarray):
-        raise ValueError(f"rgb must be a numpy array, got {type(rgb).__name__}")
-    if rgb.dtype != np.uint8:
-        raise ValueError(f"rgb must be uint8, got {rgb.dtype}")
-    if rgb.ndim != 3 or rgb.shape[2] != 3:
-        raise ValueError(f"rgb must have shape (H, W, 3), got {rgb.shape}")
-    if rgb.shape[0] == 0 or rgb.shape[1] == 0:
-        raise ValueError(f"rgb is empty: shape {rgb.shape}")
-
-
-def _check_positive(name: str, value: float) -> float:
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a positive number, got {value!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
-    return value
-
-
-Planes = tuple[np.ndarray, np.ndarray, np.ndarray]
-
-
-def _smooth(rgb: np.ndarray | Planes, sigma: float = 1.0) -> Planes:
-    """R, G, B as three contiguous (H, W) float32 planes in [0, 255], Gaussian blur of ``sigma`` px.
-
-    At the default 1 px: pixel-level noise (sensor, JPEG blocks, dust) must not decide tissue on its
-    own, and averaging over ~a dozen pixels removes it while moving tissue borders by under a pixel.
-    Separate planes, because filtering an interleaved (H, W, 3) array strides through memory and
-    takes twice as long.
-    """
-    if isinstance(rgb, np.ndarray):
-        rgb = tuple(np.ascontiguousarray(rgb[..., c], dtype=np.float32) for c in range(3))  # type: ignore[assignment]
-    return tuple(  # type: ignore[return-value]
-        ndi.gaussian_filter(plane, sigma=sigma, mode="nearest", truncate=3.0) for plane in rgb
-    )
-
-
-def _saturation(planes: Planes) -> np.ndarray:
-    """(H, W) float32 HSV saturation, (max - min) / max, 0 where max = 0."""
-    r, g, b = planes
-    maxc = np.maximum(np.maximum(r, g), b)
-    minc = np.minimum(np.minimum(r, g), b)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        sat = (maxc - minc) / maxc
-    sat[maxc <= 0] = 0.0
-    return sat
-
-
-def _hsv(planes: Planes) -> Planes:
-    """Hue in degrees [0, 360), saturation and value in [0, 1] of float R, G, B planes in [0, 255].
-
-    Written out in float32 rather than ``skimage.color.rgb2hsv`` (float64, reductions over the
-    channel axis): several times faster on the 3000² thumbnails of large slides.
-    """
-    r, g, b = planes
-    maxc = np.maximum(np.maximum(r, g), b)
-    delta = maxc - np.minimum(np.minimum(r, g), b)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        sat = delta / maxc
-        inv = np.float32(60.0) / delta
-    sat[maxc <= 0] = 0.0
-    inv[delta <= 0] = 0.0
-    hue = (r - g) * inv + np.float32(240.0)
-    green_max = maxc == g
-    hue[green_max] = ((b - r) * inv + np.float32(120.0))[green_max]
-    red_max = maxc == r
-    hue[red_max] = ((g - b) * inv)[red_max]
-    hue[hue < 0] += np.float32(360.0)
-    return hue, sat, maxc / np.float32(255.0)
-
-
-#: Pen rules look at colour averaged over this scale (µm, Gaussian sigma). Marker strokes are
-#: 0.3-1 mm wide and keep their colour when averaged; at 2-8 µm/px single dark nuclei clusters or
-#: bright eosin fibres would otherwise pass for black or red ink.
-PEN_SMOOTH_UM = 25.0
-
-#: How far (µm) a pen stroke's faint rim is followed from its core: the ink's blurred edge and thin
-#: streaks beside a stroke are pen too, but we must not walk through eosin-rich tissue.
-PEN_HALO_UM = 50.0
-
-
-def _pen_rules(hue: np.ndarray, sat: np.ndarray, val: np.ndarray, *, loose: bool) -> np.ndarray:
-    """Marker ink from HSV planes (hue in degrees [0, 360), saturation and value in [0, 1]).
-
-    H&E lives at hue ~260-350 (hematoxylin purple to eosin pink) with moderate saturation; the
-    strict rules only take colours H&E cannot produce, or H&E hues at saturations / darkness it does
-    not reach at thumbnail resolution. The loose rules describe the diluted rim of a stroke and are
-    only applied next to strict ink.
-    """
-    if not loose:
-        # Green / teal marker: a hue H&E never has.
-        green = (hue >= 70) & (hue < 200) & (sat >= 0.12) & (val < 0.96)
-        # Blue marker: vivid blue; hematoxylin is bluish but far less saturated at low resolution.
-        blue = (hue >= 190) & (hue < 265) & (sat >= 0.30)
-        # Red / dark-red marker: pure red hues (eosin is magenta-pink, hue < ~345) at saturations
-        # eosin does not reach, plus the pinker but denser strokes seen on HistoQC's red pen.
-        red = (((hue >= 345) | (hue < 20)) & (sat >= 0.40)) | ((hue >= 335) & (sat >= 0.55))
-        # Black marker: darker than any H&E stain at thumbnail resolution, whatever its tint.
-        black = val < 0.30
-    else:
-        green = (hue >= 60) & (hue < 210) & (sat >= 0.06) & (val < 0.98)
-        blue = (hue >= 180) & (hue < 270) & (sat >= 0.15)
-        red = ((hue >= 330) | (hue < 25)) & (sat >= 0.30)
-        black = val < 0.45
-    return green | blue | red | black
-
-
-#: Hues (degrees) of H&E stain at low resolution, hematoxylin purple to eosin pink (see _pen_rules).
-HE_HUES = (255.0, 355.0)
-#: Otherwise pixels within this hue distance (degrees) of the slide's own stain hue are ink only when vivid.
-CAST_HUE_TOLERANCE = 20.0
-#: Saturation from which a pixel near the stain's own hue is still marker ink.
-VIVID_INK_SATURATION = 0.5
-
-
-def _stain_hue(hue: np.ndarray, sat: np.ndarray, val: np.ndarray,
-               hues: tuple[float, float] | None = None) -> float | None:
-    """The slide's own stain hue: circular mean over moderately saturated, not-white, not-black pixels
-    (only those with hue in ``hues`` when given); ``None`` when too few or no one hue dominates. Marker
-    ink of the opposite hue (green ink on pink tissue) cancels in the mean rather than dragging it."""
-    stained = (sat > S_FLOOR) & (sat < 0.6) & (val < 0.92) & (val >= 0.45)
-    if hues is not None:
-        stained &= (hue >= hues[0]) & (hue < hues[1])
-    if stained.sum() < 100:
-        return None
-    rad = np.deg2rad(hue[stained])
-    c, s = float(np.cos(rad).mean()), float(np.sin(rad).mean())
-    if math.hypot(c, s) < 0.5:  # no one hue (noise, a mix of inks): no stain hue to trust
-        return None
-    return float(np.rad2deg(np.arctan2(s, c)) % 360.0)
-
-
-def _is_cast(hue: float | None) -> bool:
-    """Whether a stain hue lies outside H&E's (a grey-green or brown cast)."""
-    return hue is not None and not HE_HUES[0] <= hue <= HE_HUES[1]
-
-
-def _pen_from_smooth(smooth: Planes, mpp: float) -> np.ndarray:
-    """(H, W) bool pen mask from the 1 px-smoothed R, G, B planes of an image at ``mpp`` µm/px."""
-    sigma = PEN_SMOOTH_UM / mpp
-    if sigma > 1.0:
-        # Gaussians compose: sigma_total² = 1² + extra², so start from the image we already have.
-        smooth = _smooth(smooth, math.sqrt(sigma * sigma - 1.0))
-    hue, sat, val = _hsv(smooth)
-    strict = _pen_rules(hue, sat, val, loose=False)
-    if not strict.any():
-        return strict
-    loose = _pen_rules(hue, sat, val, loose=True) | strict
-    # Ink must differ in hue from the slide's own stain: a second lab's bluer haematoxylin (hue ~255) or
-    # a scanner's cast would otherwise be read as blue or green marker over the whole tissue. Pixels near
-    # the slide's own haematoxylin hue (or, on a cast slide, its stain hue) are ink only when vivid; red ink
-    # stays as it was, eosin's hue being too close to red to loosen anything there.
-    own = _stain_hue(hue, sat, val)
-    if own is not None:
-        if _is_cast(own):
-            anchor = own
-        else:
-            anchor = _stain_hue(hue, sat, val, hues=(200.0, 300.0))  # the haematoxylin
-        if anchor is not None:
-            near = np.abs((hue - anchor + 180.0) % 360.0 - 180.0) < CAST_HUE_TOLERANCE
-            near &= (val >= 0.45) & (sat < VIVID_INK_SATURATION)  # black ink keeps its darkness rule
-            strict &= ~near
-            loose &= ~near
-    steps = max(1, int(round(PEN_HALO_UM / mpp)))
-    # Geodesic growth: strict ink spreads only through loose-ink pixels, at most `steps` pixels.
-    pen = ndi.binary_dilation(strict, structure=np.ones((3, 3), bool), iterations=steps, mask=loose)
-    # One more pixel unconditionally: the anti-aliased outermost rim matches neither rule set.
-    return ndi.binary_dilation(pen, structure=np.ones((3, 3), bool))
-
-
-def pen_mask_from_rgb(rgb: np.ndarray, *, mpp: float) -> np.ndarray:
-    """Pen / marker ink in a low-resolution H&E image.
-
-    Args:
-        rgb: (H, W, 3) uint8 image.
-        mpp: microns per pixel of ``rgb`` (sets how far a stroke's faint rim is followed).
-
-    Returns:
-        (H, W) bool mask, True = ink (green, blue, red / dark red or black marker).
-    """
-    _check_rgb(rgb)
-    return _pen_from_smooth(_smooth(rgb), _check_positive("mpp", mpp))
 
 
 def tissue_mask_from_rgb(
@@ -276,20 +90,20 @@ def tissue_mask_from_rgb(
     Raises:
         ValueError: ``rgb`` is not (H, W, 3) uint8, ``mpp`` is not positive, or a size is negative.
     """
-    _check_rgb(rgb)
-    mpp = _check_positive("mpp", mpp)
+    check_rgb(rgb)
+    mpp = check_positive("mpp", mpp)
     if not isinstance(white_threshold, (int, float, np.number)) or not 0 <= white_threshold <= 255:
         raise ValueError(f"white_threshold must be a number in [0, 255], got {white_threshold!r}")
     for name, value in (("min_object_um2", min_object_um2), ("min_hole_um2", min_hole_um2)):
         if not isinstance(value, (int, float, np.number)) or not math.isfinite(value) or value < 0:
             raise ValueError(f"{name} must be a non-negative number of µm², got {value!r}")
 
-    smooth = _smooth(rgb)
-    sat = _saturation(smooth)
+    smooth = smooth_planes(rgb)
+    sat = saturation(smooth)
     white = float(white_threshold)
     not_white = ~((smooth[0] > white) & (smooth[1] > white) & (smooth[2] > white))
     if exclude_pen:
-        pen = _pen_from_smooth(smooth, mpp)
+        pen = pen_mask_from_planes(smooth, mpp)
     else:
         pen = np.zeros(sat.shape, bool)
 
@@ -301,8 +115,8 @@ def tissue_mask_from_rgb(
     else:
         threshold = float(np.clip(threshold_otsu(candidates), S_FLOOR, S_CEILING))
 
-    hue, _, val = _hsv(smooth)
-    if _is_cast(_stain_hue(hue, sat, val)):
+    hue, _, val = hsv(smooth)
+    if is_cast(stain_hue(hue, sat, val)):
         # A cast greys the stain: its saturation says little, but glass stays white.
         mask = not_white & ~pen
     else:
@@ -340,11 +154,11 @@ class TissueMask:
             raise ValueError(f"TissueMask.mask must be a non-empty (h, w) array, got shape {mask.shape}")
         mask = mask.astype(bool, copy=False)
         object.__setattr__(self, "mask", mask)
-        object.__setattr__(self, "mpp", _check_positive("TissueMask.mpp", self.mpp))
+        object.__setattr__(self, "mpp", check_positive("TissueMask.mpp", self.mpp))
         if len(self.scale) != 2:
             raise ValueError(f"TissueMask.scale must be (sx, sy), got {self.scale!r}")
-        sx = _check_positive("TissueMask.scale[0]", self.scale[0])
-        sy = _check_positive("TissueMask.scale[1]", self.scale[1])
+        sx = check_positive("TissueMask.scale[0]", self.scale[0])
+        sy = check_positive("TissueMask.scale[1]", self.scale[1])
         object.__setattr__(self, "scale", (sx, sy))
         # Summed-area table with a zero first row and column: table[j, i] = mask[:j, :i].sum().
         # float64 holds these integer counts exactly (masks are far below 2**53 pixels) and is what
@@ -486,7 +300,7 @@ def compute_tissue_mask(slide: SlideLike, *, mpp: float = 8.0, **kwargs: Any) ->
         ValueError: ``mpp`` is not positive, or the thumbnail is not (h, w, 3) uint8.
     """
     path = getattr(slide, "path", "<slide>")
-    mpp = _check_positive("mpp", mpp)
+    mpp = check_positive("mpp", mpp)
     thumb = np.asarray(slide.thumbnail(mpp))
     try:
         mask = tissue_mask_from_rgb(thumb, mpp=mpp, **kwargs)

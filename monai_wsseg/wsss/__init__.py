@@ -2,6 +2,7 @@
 
 * :mod:`.patches` — the patch sets (LUAD-HistoSeg, BCSS-WSSS; :class:`PatchClassificationDataset`,
   :class:`PatchSegmentationDataset`, :class:`PseudoMaskDataset`), patch and mask I/O, white background;
+  :mod:`.bcss` — BCSS regions of interest cut into a BCSS-WSSS patch set (:func:`prepare_bcss`);
 * :mod:`.transforms` — one random flip / quarter turn for an image and its masks (:class:`RandFlipRot90d`);
 * :mod:`.resnet38` — the wide ResNet-38d backbone (:class:`ResNet38d`);
 * :mod:`.pda` — the phase-1 classifier with Progressive Dropout Attention (:class:`PDAClassifier`);
@@ -15,7 +16,10 @@
   (:class:`TissueMIoU`, an Ignite metric over :mod:`monai_wsseg.metrics.tissue`);
 * :mod:`.evaluation` — the ``evaluate.json`` tables: Grad-CAM per layer and the segmenter, gated or not
   (:class:`WSSSEvaluation`);
-* :mod:`.inference` — the ``inference.json`` run: patches or whole slides (:func:`run_inference`).
+* :mod:`.inference` — the ``inference.json`` run: patches or whole slides (:func:`run_inference`);
+* :mod:`.ablation` — the paper's Table III, one bundle run per model of a run definition
+  (``configs/ablation/wsss_table3.json``, :func:`load_ablation`, :func:`run_ablation`);
+  :mod:`.ablation_tables` — its ``ablation.csv`` / ``ablation.md`` (:class:`RunResult`, :func:`read_table`).
 
 Shared with the MIL method and kept outside: the dilated ResNet layers and checkpoint loading
 (:mod:`monai_wsseg.networks`), the WSI engine (:mod:`monai_wsseg.inference`), palettes
@@ -27,6 +31,10 @@ so ``import monai_wsseg.wsss`` does not pay for torch or MONAI.
 from monai_wsseg.utils.lazy import lazy_exports
 
 __all__, __getattr__, __dir__ = lazy_exports(__name__, {
+    "ablation": ("AblationDefinition", "Row", "Run", "check_ablation_overrides", "load_ablation", "parse_rows",
+                 "quick_patches", "run_ablation", "run_one", "runs_for"),
+    "ablation_tables": ("RunResult", "read_table", "table_rows"),
+    "bcss": ("CutSettings", "assign_splits", "code_lut", "parse_class_codes", "prepare_bcss"),
     "cam": ("ForwardWithFeatures", "HookedForward", "cams_to_mask", "check_layer_names", "multi_layer_gradcam",
             "normalise_cams"),
     "deeplab": ("ASPP", "DeepLabV3Plus"),

@@ -7,7 +7,7 @@
 * ``slides_dir`` null — every ``input_dir/*.png`` patch gets a palette-PNG label mask
   (:func:`predict_patch_folder`);
 * ``slides_dir`` given (a slide, a folder of slides or a manifest) — the bundle's ``evaluator``, a
-  :class:`~monai_wsseg.engines.cohort_inference.CohortEvaluator` over the
+  :class:`~monai_wsseg.inference.evaluator.CohortEvaluator` over the
   :class:`~monai_wsseg.wsss.gate.GatedSegmenter` (≥ 50 % overlap, mean stitching of the gated
   probabilities), writes a label-map TIFF, an overlay and GeoJSON per slide.
 """
@@ -24,12 +24,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from monai_wsseg.engines.cohort_inference import (
-    CohortEvaluator,
-    patch_dataset,
-    slide_dataset,
-)
 from monai_wsseg.inference.cohort import CohortResult
+from monai_wsseg.inference.evaluator import CohortEvaluator, patch_dataset, slide_dataset
 from monai_wsseg.io.palettes import write_palette_mask
 from monai_wsseg.wsss.patches import read_rgb, white_background
 

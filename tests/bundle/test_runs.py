@@ -1,6 +1,7 @@
 """monai_wsseg.bundle.runs: the pieces the sweep's tests do not reach (argv split, override checks across
 configs, one-line errors, atomic writes). parse_overrides, applicable and run_bundle are exercised by
-tests/scripts/test_alpha_beta_sweep.py and tests/scripts/test_wsss_ablation.py."""
+tests/mil/test_sweep.py, tests/wsss/test_ablation.py and the end-to-end runs of tests/scripts/test_alpha_beta_sweep.py
+and tests/scripts/test_wsss_ablation.py."""
 
 from __future__ import annotations
 

@@ -47,7 +47,7 @@ def protocol_data(**changes) -> dict:
     ({"eval_configs": ["evaluate.json"]}, "unknown key(s) ['eval_configs']"),
     ({"floors": {"min_test_auc": 0.9}}, "floors: unknown key(s) ['min_test_auc']"),
     ({"floors": {"min_class_iou": 0.85}}, "floors.min_class_iou must be an object"),
-    ({"floors": {"min_class_iou": {"NEC": "high"}}}, "floors.min_class_iou.NEC must be a finite number"),
+    ({"floors": {"min_class_iou": {"NEC": "high"}}}, "floors.min_class_iou.NEC: must be a finite number"),
 ])
 def test_a_bad_wsss_protocol_is_one_line_naming_the_file(tmp_path, changes, message):
     f = tmp_path / "bad.json"

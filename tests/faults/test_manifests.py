@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from monai_wsseg.datasets.manifest import find_manifest_or_slides, load_manifest
+from monai_wsseg.datasets.discovery import find_manifest_or_slides
+from monai_wsseg.datasets.manifest import load_manifest
 from monai_wsseg.errors import SUMMARY_PREFIX, error_summary
 from monai_wsseg.metrics.tumor_maps import load_mask
 from tests.conftest import PROJECT_ROOT

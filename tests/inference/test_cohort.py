@@ -120,3 +120,22 @@ def test_cohort_slides_from_a_file_a_folder_or_a_manifest(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="empty: holds no manifest.csv and no slide files"):
         cohort_slides(tmp_path / "empty")
+
+
+def test_the_cohort_loop_step_by_step_counts_this_ranks_shard(tmp_path):
+    """CohortRun is the loop both run_cohort and the bundles' CohortEvaluator drive."""
+    from monai_wsseg.inference.cohort import CohortRun
+
+    slides = make_slides(tmp_path / "slides", 3)
+    bad = tmp_path / "slides" / "broken.svs"
+    bad.write_text("not a slide")
+    run = CohortRun(inferer(TinyFCN()), tmp_path / "out", MapOutputs(formats=("tiff",)))
+    mine = run.start([*slides, bad], rank=0, world_size=2)
+    assert mine == [slides[0], slides[2]]
+    assert [run.infer_slide(p, i) for i, p in enumerate(mine, 1)] == ["done", "done"]
+    assert run.infer_slide(slides[0]) == "skipped"
+    assert run.infer_slide(bad) == "failed"
+    assert run.result.done == [str(slides[0]), str(slides[2])] and run.result.skipped == [str(slides[0])]
+    with pytest.raises(CohortError, match=r"^1 of 2 slides failed:\n  .*broken.svs: "):
+        run.finish()
+    assert run.start(slides, rank=1, world_size=2) == [slides[1]] and run.result.done == []  # a fresh result

@@ -1,4 +1,5 @@
-"""tissue_scores against hand-computed confusion matrices; pixel AUC against the rank definition."""
+"""tissue_scores against hand-computed confusion matrices; pixel AUC and the exact rank AUC against the rank
+definition."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import numpy as np
 import pytest
 from scipy.stats import rankdata
 
+from monai_wsseg.metrics import auc as auc_module
 from monai_wsseg.metrics.auc import AUCAccumulator, pixel_auc
 from monai_wsseg.metrics.tissue import tissue_scores
 
@@ -71,3 +73,17 @@ def test_pooled_auc_equals_auc_of_concatenation_and_nan_is_skipped():
     assert np.isnan(pixel_auc(np.array([0.2, 0.4]), np.array([0, 0])))
     with pytest.raises(ValueError, match="must lie in"):
         pixel_auc(np.array([1.5]), np.array([1]))
+
+
+def test_exact_rank_auc_of_unbounded_scores_with_ties():
+    rng = np.random.default_rng(2)
+    truth = rng.random(3000) < 0.4
+    logits = np.round(rng.normal(2.0 * truth, 3.0), 1)  # outside [0, 1], many ties
+    assert auc_module.rank_auc(logits, truth) == pytest.approx(rank_auc(logits, truth), abs=1e-12)
+    pos, neg = logits[truth], logits[~truth]
+    pairwise = ((pos[:, None] > neg[None, :]) + 0.5 * (pos[:, None] == neg[None, :])).mean()
+    assert auc_module.rank_auc(logits, truth.astype(np.uint8)) == pytest.approx(pairwise, abs=1e-12)
+    assert auc_module.rank_auc(np.array([3.0, 1.0]), np.array([1, 0])) == 1.0
+    assert np.isnan(auc_module.rank_auc(np.array([0.1, 0.2]), np.array([1, 1])))
+    with pytest.raises(ValueError, match="differ in length"):
+        auc_module.rank_auc(np.zeros(3), np.zeros(2))

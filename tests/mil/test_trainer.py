@@ -11,8 +11,9 @@ from ignite.engine import Events
 from torch import nn
 
 from monai_wsseg.datasets.manifest import SlideRecord
+from monai_wsseg.engines.tracking import step_loss
 from monai_wsseg.mil.loss import TopKBottomKMILLoss
-from monai_wsseg.mil.trainer import MILTrainer, instance_logits, latest_checkpoint, loss_output, mil_slides
+from monai_wsseg.mil.trainer import MILTrainer, instance_logits, latest_checkpoint, mil_slides
 from monai_wsseg.mil.validation import TumorAUC
 from monai_wsseg.networks.checkpoint import load_weights
 
@@ -63,7 +64,7 @@ def test_training_lowers_the_loss_and_reports_it():
     batches = [bag_batch([1, 0], seed=s) for s in range(4)]
     trainer = make_trainer(batches, epochs=15, alpha=0.5, beta=0.0)  # half of a tumor bag is tumor
     losses = []
-    trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda e: losses.append(loss_output(e.state.output)))
+    trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda e: losses.append(step_loss(e.state.output)))
     trainer.run()
     assert len(losses) == 60
     assert np.mean(losses[-8:]) < 0.85 * np.mean(losses[:8])
@@ -81,7 +82,7 @@ def test_unreadable_slides_are_skipped_logged_and_listed(caplog):
                bag_batch([0])]
     trainer = make_trainer(batches, epochs=2)
     outputs = []
-    trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda e: outputs.append(loss_output(e.state.output)))
+    trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda e: outputs.append(step_loss(e.state.output)))
     with caplog.at_level(logging.WARNING, logger="monai_wsseg.mil.trainer"):
         trainer.run()
     assert trainer.state.skipped_slides == {"bad.tif": "truncated file", "gone.tif": "not found"}

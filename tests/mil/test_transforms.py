@@ -10,7 +10,7 @@ import pytest
 import torch
 from monai.transforms import Compose, Randomizable
 
-from monai_wsseg.datasets.manifest import find_manifest_or_slides
+from monai_wsseg.datasets.discovery import find_manifest_or_slides
 from monai_wsseg.mil.bags import SlideBagDataset
 from monai_wsseg.mil.transforms import (
     BagStandardize,

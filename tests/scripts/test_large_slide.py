@@ -1,5 +1,6 @@
-"""The huge-slide maker and benchmark, on a small case (8192 × 6144 px): the file is a proper pyramid that
-both backends open, its tissue is where it was drawn, and inference covers it (no timing asserts)."""
+"""The huge-slide maker and benchmark (monai_wsseg.bench.large_slide, .large_inference and their scripts), on a
+small case (8192 × 6144 px): the file is a proper pyramid that both backends open, its tissue is where it was
+drawn, and inference covers it (no timing asserts)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 import tifffile
 
+from monai_wsseg.bench import large_slide
 from monai_wsseg.wsi.slide import available_backends, open_slide
 from monai_wsseg.wsi.tissue import compute_tissue_mask
 from tests.conftest import load_script
@@ -21,7 +23,7 @@ W, H, TISSUE = 8192, 6144, 0.3
 @pytest.fixture(scope="module")
 def made(tmp_path_factory):
     path = tmp_path_factory.mktemp("large") / "slide.tif"
-    return load_script("make_large_slide").make_large_slide(path, W, H, mpp=0.5, tissue_fraction=TISSUE, seed=3)
+    return large_slide.make_large_slide(path, W, H, mpp=0.5, tissue_fraction=TISSUE, seed=3)
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +55,7 @@ def test_pyramid_layout(made):
 
 
 def test_pre_encoded_tiles_are_what_tifffile_writes():
-    m = load_script("make_large_slide")
+    m = large_slide
     tile = m.make_textures(1, seed=0, mpp=0.5)[0]
     buf = io.BytesIO()
     tifffile.imwrite(buf, tile, tile=(256, 256), photometric="rgb", compression="jpeg",
@@ -117,3 +119,18 @@ def test_benchmark_covers_the_tissue_and_reports_everything(made, bench):
     assert saved["tissue_covered"] == 1.0  # every tissue-mask pixel lands on a computed cell
     assert saved["map_finite_where_computed"] and saved["unread_windows"] == 0
     assert saved["settings"]["network_parameters"] < 1000
+
+
+def test_make_large_slide_script(tmp_path, capsys):
+    path = tmp_path / "small.tif"
+    summary = load_script("make_large_slide").main([str(path), "--width", "1024", "--height", "768", "--tissue", "0.5"])
+    assert path.is_file() and [p.name for p in tmp_path.iterdir()] == ["small.tif"]  # no temporary file left
+    assert summary["width"] == 1024 and summary["level_shapes"][0] == [768, 1024]
+    printed = capsys.readouterr().out
+    assert printed.startswith("level 0: 1024 x 768 px") and "level 1: 512 x 384 px" in printed
+    assert json.loads(printed[printed.index("{"):]) == summary
+    with pytest.raises(SystemExit) as exc:
+        load_script("make_large_slide").main([str(tmp_path / "no_such_folder" / "x.tif"), "--width", "512"])
+    assert exc.value.code == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("refused: ") and "no_such_folder" in error and "\n" not in error

@@ -1,5 +1,6 @@
-"""scripts/report.py: a static HTML report of a cohort run, rendered in headless Chromium (Debian's package;
-``scripts/setup_test_tools.sh`` installs it): the screenshot is not blank and every image loads."""
+"""scripts/report.py (monai_wsseg.io.report_html): a static HTML report of a cohort run, rendered in headless
+Chromium (Debian's package; ``scripts/setup_test_tools.sh`` installs it): the screenshot is not blank and every
+image loads; a missing input is refused in one line."""
 
 from __future__ import annotations
 
@@ -14,8 +15,10 @@ import pytest
 import torch
 from PIL import Image
 
+from monai_wsseg.mil.sweep import load_sweep
+from monai_wsseg.mil.sweep_tables import plot_matrix
 from monai_wsseg.synthetic.generator import make_cohort
-from tests.conftest import load_script
+from tests.conftest import PROJECT_ROOT, load_script
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (run `bash scripts/setup_test_tools.sh` "
@@ -61,7 +64,7 @@ def cohort_run(tmp_path_factory) -> dict[str, Path]:
                              "auc_without_background": 0.9 + i / 100, "f1": 0.8, "threshold": 0.6})
         writer.writerow({"scope": "pooled", "slides": 2, "auc_without_background": 0.91, "auc_with_background": 0.93,
                          "precision": 0.9, "recall": 0.7, "f1": 0.79, "dice": 0.79, "threshold": 0.6})
-    sweep = load_script("alpha_beta_sweep")
+    definition = load_sweep(PROJECT_ROOT / "configs" / "sweep" / "alpha_beta.json")
     (root / "sweep").mkdir()
     results = [{"alpha": a, "beta": b, "auc_without_background": 0.8 + a / 10, "precision": 0.9, "recall": 0.5 + b / 2,
                 "f1": 0.7, "status": "done"} for a in (0.2, 0.4) for b in (0.0, 0.2) if a + b <= 1]
@@ -69,7 +72,7 @@ def cohort_run(tmp_path_factory) -> dict[str, Path]:
         writer = csv.DictWriter(f, list(results[0]))
         writer.writeheader()
         writer.writerows(results)
-    sweep.plot_matrix(results, root / "sweep" / "sweep.png", title="test sweep")
+    plot_matrix(results, root / "sweep" / "sweep.png", definition.alphas, definition.betas, title="test sweep")
     return {"root": root, "maps": root / "maps", "evaluation": root / "evaluation", "sweep": root / "sweep"}
 
 
@@ -117,3 +120,15 @@ def test_a_patch_evaluation_table_and_embedded_images(cohort_run, tmp_path):
     text = page.read_text()
     assert "<th class=\"name\">row</th>" in text and "0.6520" in text  # a table without scope is shown whole
     assert text.count('src="data:image/png;base64,') == 2  # one file to share: both thumbnails inside
+
+
+def test_a_missing_folder_or_table_is_refused_in_one_line(cohort_run, tmp_path, capsys):
+    for args, problem in ((["--maps_dir", str(tmp_path / "nosuch")], "nosuch: no such maps folder"),
+                          (["--maps_dir", str(cohort_run["maps"]), "--evaluation_dir", str(tmp_path)],
+                           "evaluation.csv: evaluation table not found")):
+        with pytest.raises(SystemExit) as exc:
+            load_script("report").main([*args, "--output", str(tmp_path / "report.html")])
+        assert exc.value.code == 2
+        error = capsys.readouterr().err.strip()
+        assert error.startswith("refused: ") and problem in error and "\n" not in error
+    assert not (tmp_path / "report.html").exists()

@@ -15,8 +15,9 @@ from skimage.filters import threshold_otsu
 
 from monai_wsseg.synthetic import generator as S
 from monai_wsseg.datasets.manifest import load_manifest
+from monai_wsseg.io.palettes import CLASS_COLOURS
+from monai_wsseg.synthetic.params import TISSUE_KINDS
 from monai_wsseg.synthetic.generator import (
-    TextureParams,
     make_cohort,
     make_patch_set,
     make_slide,
@@ -27,7 +28,7 @@ from monai_wsseg.synthetic.generator import (
 
 W, H, MPP = 2048, 1536, 0.5
 TUMOR_FRACTION = (0.25, 0.4)  # enough tumor on a small slide for tile statistics
-LYMPH, TUMOR = S.TISSUE_KINDS.index("lymphoid"), S.TISSUE_KINDS.index("tumor")
+LYMPH, TUMOR = TISSUE_KINDS.index("lymphoid"), TISSUE_KINDS.index("tumor")
 
 
 # ------------------------------------------------------------------------------- small helpers
@@ -218,6 +219,8 @@ def test_make_cohort_manifest_splits_and_rerun(tmp_path):
     stamps = {p: p.stat().st_mtime_ns for p in (manifest.parent / "slides").iterdir()}
     make_cohort(tmp_path / "c", n_tumor=3, n_normal=3, size=(768, 512), seed=1)
     assert {p: p.stat().st_mtime_ns for p in (manifest.parent / "slides").iterdir()} == stamps
+    # every file went through utils.atomic: no temporary file is left beside the outputs
+    assert not [p for p in manifest.parent.rglob(".*")]
 
 
 def test_cohort_split_counts_for_six_plus_six():
@@ -243,6 +246,8 @@ def test_patch_set_layout_and_labels(patch_set):
         assert Image.open(f).size == (128, 128) and Image.open(f).mode == "RGB"
     assert (seen > 0).all()  # every class occurs in training
     palette_expect = [(205, 51, 51), (0, 255, 0), (65, 105, 225), (255, 165, 0), (255, 255, 255)]
+    # the datasets' own class colours, from their one home (io.palettes), and white glass
+    assert palette_expect == [CLASS_COLOURS[c] for c in ("TE", "NEC", "LYM", "TAS")] + [(255, 255, 255)]
     for split in ("val", "test"):
         imgs = sorted(p.name for p in (patch_set / split / "img").glob("*.png"))
         masks = sorted(p.name for p in (patch_set / split / "mask").glob("*.png"))
@@ -316,18 +321,7 @@ def test_colour_test_can_fail():
     assert lda_holdout_auc(mean_rgb(pale + dark), np.r_[np.ones(12), np.zeros(12)]) > 0.95
 
 
-# ------------------------------------------------------------------------ parameters, validation
-def test_texture_params_variant():
-    base = TextureParams()
-    v1, v1b, v2 = base.variant(1), base.variant(1), base.variant(2)
-    assert v1 == v1b and v1 != base and v1 != v2
-    assert base.variant(5, strength=0.0) == base
-    assert min(v1.tumor_diameter_um) >= 12.0 and max(v1.lymph_diameter_um) < 10.0
-    a = render_texture("tumor", 128, seed=0, params=base)
-    b = render_texture("tumor", 128, seed=0, params=v1)
-    assert np.abs(a.astype(int) - b).mean() > 3
-
-
+# -------------------------------------------------------------------------------- validation
 def test_invalid_arguments_raise_value_error(tmp_path):
     with pytest.raises(ValueError, match="tif"):
         make_slide(tmp_path / "x.png", 256, 256, tumor=True, seed=0)

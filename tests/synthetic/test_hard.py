@@ -3,7 +3,8 @@ import csv
 import numpy as np
 import pytest
 
-from monai_wsseg.synthetic.generator import TISSUE_KINDS, render_slide
+from monai_wsseg.synthetic.generator import render_slide
+from monai_wsseg.synthetic.params import TISSUE_KINDS
 from monai_wsseg.synthetic import HARD_PARAMS, make_hard_cohorts, second_lab
 from tests.conftest import load_script
 

@@ -14,7 +14,7 @@ import monai_wsseg
 from monai_wsseg.utils.lazy import lazy_exports
 from tests.conftest import PROJECT_ROOT
 
-FACES = ["datasets", "engines", "inference", "metrics", "mil", "networks", "synthetic", "wsi", "wsss"]
+FACES = ["bench", "datasets", "engines", "inference", "metrics", "mil", "networks", "synthetic", "wsi", "wsss"]
 PACKAGES = sorted(m.name for m in pkgutil.iter_modules(monai_wsseg.__path__) if m.ispkg)
 
 

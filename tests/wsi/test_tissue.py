@@ -14,12 +14,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from monai_wsseg.wsi.tissue import (
-    TissueMask,
-    compute_tissue_mask,
-    pen_mask_from_rgb,
-    tissue_mask_from_rgb,
-)
+from monai_wsseg.wsi.pen import pen_mask_from_rgb
+from monai_wsseg.wsi.tissue import TissueMask, compute_tissue_mask, tissue_mask_from_rgb
 
 REAL = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "real"
 CMU = REAL / "CMU-1-Small-Region.svs"

@@ -1,5 +1,5 @@
 """CohortEvaluator, the inference bundles' zoo ``evaluator``: one Ignite iteration per slide, with run_cohort's
-semantics (outputs per slide, skip on rerun, failures listed at the end) and handlers attached like any
+loop (CohortRun) (outputs per slide, skip on rerun, failures listed at the end) and handlers attached like any
 MONAI evaluator."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 from ignite.engine import Events
 
-from monai_wsseg.engines.cohort_inference import CohortEvaluator, slide_dataset
 from monai_wsseg.inference.cohort import CohortError
+from monai_wsseg.inference.evaluator import CohortEvaluator, patch_dataset, slide_dataset
 from tests.inference.test_cohort import TinyFCN, inferer, make_slides
 
 
@@ -55,3 +55,22 @@ def test_slides_sharing_a_stem_are_refused_before_any_work(tmp_path):
     with pytest.raises(ValueError, match=r"share the file stem\(s\) \['slide0'\]"):
         CohortEvaluator(inferer(net), [{"image": str(a)}, {"image": str(b)}], tmp_path / "out", progress=False).run()
     assert net.calls == 0
+
+
+def test_handlers_see_the_dataset_items_of_this_ranks_shard(tmp_path, monkeypatch):
+    slides = make_slides(tmp_path / "slides", 3)
+    items = [{"image": str(p), "case": f"case{i}"} for i, p in enumerate(slides)]
+    batches = []
+    evaluator = CohortEvaluator(inferer(TinyFCN()), items, tmp_path / "out", progress=False)
+    evaluator.add_event_handler(Events.ITERATION_COMPLETED, lambda e: batches.append(e.state.batch))
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    result = evaluator.run()
+    assert batches == [items[1]] and result.done == [str(slides[1])] and evaluator.state.result is result
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.tif")) == ["slide1.tif"]
+
+
+def test_patch_dataset_lists_the_pngs_of_a_folder(tmp_path):
+    for name in ("b.png", "a.png", "notes.txt"):
+        (tmp_path / name).write_bytes(b"")
+    assert [d["image"] for d in patch_dataset(tmp_path)] == [str(tmp_path / "a.png"), str(tmp_path / "b.png")]
