@@ -66,7 +66,7 @@ def _hook(previous, exc_type: type[BaseException], exc: BaseException, tb: Trace
     previous(exc_type, exc, tb)
     try:
         line = error_summary(exc)
-    except Exception:  # noqa: BLE001 - reporting must never hide the traceback already printed
+    except Exception:  # reporting must never hide the traceback already printed
         line = None
     if line:
         sys.stderr.write(f"\n{line}\n")

@@ -50,6 +50,7 @@ logger = logging.getLogger("alpha_beta_sweep")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command line of this script (its options and their defaults)."""
     p = argparse.ArgumentParser(prog=Path(__file__).name, description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset_dir", type=Path, help="cohort (manifest.csv or slides); required unless --quick")

@@ -25,6 +25,7 @@ from monai_wsseg.utils.atomic import write_text_atomically
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command line of this script (its options and their defaults)."""
     p = argparse.ArgumentParser(prog=Path(__file__).name, description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--slide", required=True)

@@ -26,6 +26,7 @@ from monai_wsseg.utils.atomic import write_text_atomically
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command line of this script (its options and their defaults)."""
     parser = argparse.ArgumentParser(prog=Path(__file__).name, description=__doc__.split("\n\n")[0])
     parser.add_argument("--slide", default=None,
                         help="slide path; made when absent (default /tmp/wsseg_large_<size>.tif)")

@@ -18,11 +18,10 @@ from pathlib import Path
 import numpy as np
 
 from monai_wsseg.datasets.discovery import find_manifest_or_slides
-from monai_wsseg.wsi.tissue import tissue_on_grid
 from monai_wsseg.metrics.tumor_maps import TUMOR_FRACTION, TumorMapAccumulator, load_mask, mask_on_grid
 from monai_wsseg.utils.atomic import write_text_atomically
 from monai_wsseg.wsi.slide import open_slide
-from monai_wsseg.wsi.tissue import compute_tissue_mask
+from monai_wsseg.wsi.tissue import compute_tissue_mask, tissue_on_grid
 
 # Hematoxylin optical-density direction of the Ruifrok–Johnston stain matrix.
 _HEMATOXYLIN = np.array([0.65, 0.70, 0.29]) / np.linalg.norm([0.65, 0.70, 0.29])
@@ -39,6 +38,7 @@ def colour_scores(rgb: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def main(argv: list[str] | None = None) -> dict:
+    """Score the colour baselines on ``--split`` (``argv``: options, default ``sys.argv[1:]``); returns the summary."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--dataset_dir", required=True)
     ap.add_argument("--split", default="test")
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> dict:
             continue
         with open_slide(rec.slide) as slide:
             cell_mpp = args.mpp * args.cell
-            downsample = int(round(cell_mpp / slide.mpp))
+            downsample = round(cell_mpp / slide.mpp)
             w, h = (-(-d // downsample) for d in slide.dimensions)
             rgb = slide.read_region((0, 0), (w, h), mpp=slide.mpp * downsample)  # one pixel per map cell
             tissue = tissue_on_grid(compute_tissue_mask(slide, mpp=args.tissue_mpp), downsample, (h, w))

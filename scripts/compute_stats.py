@@ -72,7 +72,7 @@ def stain_references(pixels: np.ndarray, source: dict) -> dict:
     """The ``--stain_json`` payload: both references fitted on ``(M, 3)`` uint8 tissue pixels."""
     try:
         return {"reinhard": ReinhardNormalizer.fit(pixels), "macenko": MacenkoNormalizer.fit(pixels),
-                "source": {**source, "tissue_pixels": int(len(pixels)), "tissue_od_threshold": TISSUE_OD}}
+                "source": {**source, "tissue_pixels": len(pixels), "tissue_od_threshold": TISSUE_OD}}
     except ValueError as exc:
         raise SystemExit(f"cannot fit the stain references: {exc}") from None
 

@@ -24,8 +24,8 @@ import numpy as np
 import tifffile
 from PIL import Image
 
-from monai_wsseg.synthetic.generator import make_cohort, make_patch_set, parse_patch_label
 from monai_wsseg.synthetic import make_hard_cohorts, make_hard_patch_sets
+from monai_wsseg.synthetic.generator import make_cohort, make_patch_set, parse_patch_label
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -56,6 +56,7 @@ def _slide_fractions(slide: Path, mask: Path | None) -> tuple[float, float]:
 
 
 def summarise_cohort(manifest: Path) -> None:
+    """Print slide counts and tissue / tumor area shares per split and label of the cohort in ``manifest``."""
     rows = list(csv.DictReader(open(manifest, newline="")))
     print(f"\nCohort {manifest.parent}  ({len(rows)} slides)")
     print(f"{'split':<6} {'label':<7} {'slides':>6} {'tissue %':>9} {'tumor % of tissue':>18}")
@@ -72,6 +73,7 @@ def summarise_cohort(manifest: Path) -> None:
 
 
 def summarise_patches(root: Path) -> None:
+    """Print per split how many patches hold each class, and the mask pixel share of each class."""
     print(f"\nPatch set {root}")
     header = "  ".join(f"{c:>5}" for c in CLASS_NAMES)
     print(f"{'split':<9} {'patches':>7}  {header}   (patches with the class)")
@@ -80,17 +82,19 @@ def summarise_patches(root: Path) -> None:
         files = sorted(folder.glob("*.png"))
         counts = Counter()
         for f in files:
-            for c, bit in zip(CLASS_NAMES, parse_patch_label(f.name)):
+            for c, bit in zip(CLASS_NAMES, parse_patch_label(f.name), strict=True):
                 counts[c] += bit
         print(f"{split:<9} {len(files):>7}  " + "  ".join(f"{counts[c]:>5}" for c in CLASS_NAMES))
     pix = np.zeros(len(CLASS_NAMES) + 1, np.int64)
     for f in sorted((root / "val" / "mask").glob("*.png")) + sorted((root / "test" / "mask").glob("*.png")):
         pix += np.bincount(np.asarray(Image.open(f)).ravel(), minlength=pix.size)[: pix.size]
     share = pix / max(1, pix.sum()) * 100
-    print("val+test mask pixels: " + ", ".join(f"{n} {s:.1f}%" for n, s in zip(CLASS_NAMES + ("background",), share)))
+    names = (*CLASS_NAMES, "background")
+    print("val+test mask pixels: " + ", ".join(f"{n} {s:.1f}%" for n, s in zip(names, share, strict=True)))
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Make the demo data under ``--out`` (``argv``: the options; default ``sys.argv[1:]``); returns 0."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, default=ROOT / "demo", help="output folder (default: <project>/demo)")
     ap.add_argument("--seed", type=int, default=0)

@@ -21,6 +21,7 @@ from monai_wsseg.bench.large_slide import check_slide, make_large_slide
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command line of this script (its options and their defaults)."""
     parser = argparse.ArgumentParser(prog=Path(__file__).name, description=__doc__.split("\n\n")[0])
     parser.add_argument("path", help="output .tif")
     parser.add_argument("--width", type=int, default=100_000)

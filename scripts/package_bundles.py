@@ -88,6 +88,7 @@ def archive_contents(bundle_dir: Path, weights: Path | None = None, weights_url:
 
 
 def read_archive(path: Path) -> dict[str, bytes]:
+    """The files of a zip archive by name (folders left out)."""
     with zipfile.ZipFile(path) as zf:
         return {info.filename: zf.read(info) for info in zf.infolist() if not info.is_dir()}
 
@@ -157,6 +158,7 @@ def find_bundles(bundles_dir: Path, names: Sequence[str] | None) -> list[Path]:
 
 
 def main(argv: Sequence[str] | None = None) -> list[Path]:
+    """Package the bundles (``argv``: the options; default ``sys.argv[1:]``); returns the archives written."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--bundles_dir", type=Path, default=PROJECT_ROOT / "bundles")
     parser.add_argument("--bundles", nargs="*", help="bundle folder names (default: every bundle)")

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
-"""Patch AUC of a tumor checkpoint on PatchCamelyon, with paper A's protocol (×2 bilinear, 0-padded to 224).
+r"""Patch AUC of a tumor checkpoint on PatchCamelyon, with paper A's protocol (×2 bilinear, 0-padded to 224).
 
-    python scripts/pcam_auc.py --x camelyonpatch_level_2_split_test_x.h5 \\
+    python scripts/pcam_auc.py --x camelyonpatch_level_2_split_test_x.h5 \
         --y camelyonpatch_level_2_split_test_y.h5 --ckpt model.pt --json pcam.json
     python scripts/pcam_auc.py --x X.h5 --y Y.h5 --ckpt model.pt --backbone resnet18 --limit 2000
 
@@ -27,6 +27,7 @@ from monai_wsseg.utils.atomic import write_text_atomically
 
 
 def main(argv: list[str] | None = None) -> dict:
+    """Evaluate ``--ckpt`` on PCam (``argv``: the options; default ``sys.argv[1:]``); returns the result dict."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--x", required=True, type=Path, help="..._x.h5 (dataset x, N×96×96×3 uint8)")
     p.add_argument("--y", required=True, type=Path, help="..._y.h5 (dataset y, N×1×1×1 labels)")

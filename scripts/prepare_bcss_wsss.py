@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Cut BCSS regions of interest into a BCSS-WSSS style patch set (paper B's second dataset).
+r"""Cut BCSS regions of interest into a BCSS-WSSS style patch set (paper B's second dataset).
 
 Input: an RGB image per ROI (``--images``) and a same-size one-channel label PNG of BCSS ground-truth codes
 under the same file stem (``--masks``), as the BCSS download provides (``rgbs_colorNormalized/`` and
@@ -9,7 +9,7 @@ LYM NEC in the name), ``val/{img,mask}/``, ``test/{img,mask}/`` (palette masks, 
 don't-care codes (``--ignore-codes``) and the skipping rules (``--min-labelled``, ``--max-ignored``) are
 described in :mod:`monai_wsseg.wsss.bcss`.
 
-    python scripts/prepare_bcss_wsss.py --images BCSS/rgbs_colorNormalized --masks BCSS/masks \\
+    python scripts/prepare_bcss_wsss.py --images BCSS/rgbs_colorNormalized --masks BCSS/masks \
         --out data/BCSS-WSSS --stride 224 --val-fraction 0.1 --test-fraction 0.15 --seed 0
 
 Writes are atomic; a rerun keeps the patches that exist. Prints a JSON summary; bad input (a missing folder
@@ -29,6 +29,7 @@ from monai_wsseg.wsss.bcss import DEFAULT_CLASS_CODES, DEFAULT_IGNORE_CODES, Cut
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command line of this script (its options and their defaults)."""
     ap = argparse.ArgumentParser(prog=Path(__file__).name, description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--images", type=Path, required=True, help="folder of ROI RGB images")

@@ -27,6 +27,7 @@ from monai_wsseg.io.report_html import build_report
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command line of this script (its options and their defaults)."""
     parser = argparse.ArgumentParser(prog=Path(__file__).name, description=__doc__.split("\n\n")[0])
     parser.add_argument("--maps_dir", type=Path, required=True)
     parser.add_argument("--evaluation_dir", type=Path, default=None)

@@ -55,6 +55,7 @@ PROG = "stability.py"
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command line of this script (its options and their defaults)."""
     p = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--protocol", type=Path, required=True,
                    help="protocol JSON (e.g. configs/stability/mil_cpu.json or wsss_cpu.json)")

@@ -55,6 +55,7 @@ logger = logging.getLogger("wsss_ablation")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command line of this script (its options and their defaults)."""
     p = argparse.ArgumentParser(prog=Path(__file__).name, description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset_dir", type=Path, help="patch set (training/, val/, test/); required unless --quick")

@@ -1,9 +1,10 @@
-"""MONAI Label app serving the two monai-wsseg bundles on a folder of whole-slide images.
+r"""MONAI Label app serving the two monai-wsseg bundles on a folder of whole-slide images.
 
 Start it from the MONAI Label environment (``scripts/setup_monailabel.sh`` builds ``.venv-label``)::
 
-    .venv-label/bin/python -m monailabel.main start_server --app apps/monailabel_wsseg --studies demo/cohort/slides \\
-        --conf mil_model bundles/mil_tumor_segmentation/runs/latest/models/model.pt --conf mil_configs inference.json,cpu.json
+    .venv-label/bin/python -m monailabel.main start_server --app apps/monailabel_wsseg --studies demo/cohort/slides \
+        --conf mil_model bundles/mil_tumor_segmentation/runs/latest/models/model.pt \
+        --conf mil_configs inference.json,cpu.json
 
 Options (``--conf KEY VALUE``):
 
@@ -38,6 +39,7 @@ from monailabel.datastore.local import LocalDatastore
 from monailabel.interfaces.app import MONAILabelApp
 from monailabel.interfaces.datastore import Datastore
 from monailabel.interfaces.tasks.infer_v2 import InferTask
+from typing_extensions import override
 
 from monai_wsseg.datasets.discovery import SLIDE_EXTENSIONS
 from monai_wsseg.wsi.slide import open_slide
@@ -65,6 +67,7 @@ class WSSegApp(MONAILabelApp):
             version="0.1.0",
         )
 
+    @override
     def init_datastore(self) -> Datastore:
         if self.studies.startswith(("http://", "https://")):
             return super().init_datastore()
@@ -75,6 +78,7 @@ class WSSegApp(MONAILabelApp):
             read_only=settings.MONAI_LABEL_DATASTORE_READ_ONLY,
         )
 
+    @override
     def init_infers(self) -> dict[str, InferTask]:
         infers: dict[str, InferTask] = {}
         for spec in self.specs:
@@ -82,10 +86,12 @@ class WSSegApp(MONAILabelApp):
             logger.info("serving %s on %s from %s", spec.name, self.device, [str(p) for p in spec.weights.values()])
         return infers
 
+    @override
     def infer(self, request: dict, datastore: Datastore | None = None) -> dict:
         _, image = self._task_and_image(request, datastore)
         return self._explained(lambda: super(WSSegApp, self).infer(request, datastore), request, image)
 
+    @override
     def infer_wsi(self, request: dict, datastore: Datastore | None = None) -> dict:
         task, image = self._task_and_image(request, datastore)
 

@@ -28,7 +28,7 @@ import torch
 from torch.utils.data import DataLoader
 
 # The engine's own window dataset: (b) must read exactly as inference does.
-from monai_wsseg.inference.engine import WSIInferer, TileWindows
+from monai_wsseg.inference.engine import TileWindows, WSIInferer
 from monai_wsseg.networks.fcn import ResNetFCN
 from monai_wsseg.wsi.slide import Slide, open_slide
 from monai_wsseg.wsi.tissue import compute_tissue_mask

@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+from typing_extensions import override
 
 from monai_wsseg.bench.large_slide import make_large_slide
 from monai_wsseg.bench.memory import MemoryMonitor
@@ -59,6 +60,7 @@ class TinyFCN(nn.Module):
             nn.Conv2d(3, 4, 3, stride=4, padding=1), nn.ReLU(), nn.Conv2d(4, 1, 3, stride=4, padding=1)
         )
 
+    @override
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 

@@ -132,7 +132,7 @@ def _numpy_texture(rng: np.random.Generator, size: int = CELL) -> np.ndarray:
     noise = ndimage.gaussian_filter(rng.standard_normal((size, size)), 3, mode="wrap")
     img += noise[..., None] * 40
     yy, xx = np.mgrid[0:size, 0:size]
-    for cy, cx, r in zip(rng.uniform(0, size, 60), rng.uniform(0, size, 60), rng.uniform(3, 7, 60)):
+    for cy, cx, r in zip(rng.uniform(0, size, 60), rng.uniform(0, size, 60), rng.uniform(3, 7, 60), strict=True):
         d2 = (np.minimum(np.abs(yy - cy), size - np.abs(yy - cy)) ** 2
               + np.minimum(np.abs(xx - cx), size - np.abs(xx - cx)) ** 2)
         img[d2 < r * r] = (90, 50, 140)

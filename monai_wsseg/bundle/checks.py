@@ -236,7 +236,7 @@ def check_workflow_properties(config_files: Sequence[str | os.PathLike], workflo
     from monai.utils import BundleProperty, BundlePropertyConfig
 
     # check_properties raises a bare KeyError at the first absent required ID; list them all instead.
-    missing = [name for name, prop in workflow.properties.items()
+    missing: list[str] | None = [name for name, prop in workflow.properties.items()
                if prop.get(BundleProperty.REQUIRED) and prop.get(BundlePropertyConfig.ID) not in workflow.parser]
     # Then every property is built, and optional ones must be referenced under their zoo IDs.
     missing = missing or workflow.check_properties()

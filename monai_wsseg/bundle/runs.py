@@ -29,6 +29,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+from typing_extensions import override
+
 from monai_wsseg.errors import project_cause
 
 __all__ = [
@@ -207,6 +209,7 @@ class DropMessage(logging.Filter):
         super().__init__()
         self.text = text
 
+    @override
     def filter(self, record: logging.LogRecord) -> bool:
         return self.text not in record.getMessage()
 

@@ -78,7 +78,7 @@ from monai_wsseg.bundle.stability_results import (
     read_validation_curve,
 )
 from monai_wsseg.bundle.stability_tables import (
-    TABLE_COLUMNS,  # noqa: F401  (stability.csv's columns, as before)
+    TABLE_COLUMNS,
     markdown_table,
     plot_curves,
     summarize,
@@ -87,10 +87,10 @@ from monai_wsseg.bundle.stability_tables import (
 from monai_wsseg.utils.atomic import write_atomically, write_text_atomically
 
 __all__ = [
-    "FIGURES", "FigureSpec", "Floors", "SeedResult", "StabilityProtocol", "StabilityResults", "check_floors",
-    "check_overrides", "curve_figures", "load_protocol", "markdown_table", "parse_seeds", "plot_curves",
-    "read_or_run", "read_validation_curve", "run_seed", "run_stability", "same_weights", "seed_study", "summarize",
-    "write_tables",
+    "FIGURES", "TABLE_COLUMNS", "FigureSpec", "Floors", "SeedResult", "StabilityProtocol", "StabilityResults",
+    "check_floors", "check_overrides", "curve_figures", "load_protocol", "markdown_table", "parse_seeds",
+    "plot_curves", "read_or_run", "read_validation_curve", "run_seed", "run_stability", "same_weights",
+    "seed_study", "summarize", "write_tables",
 ]
 
 logger = logging.getLogger(__name__)

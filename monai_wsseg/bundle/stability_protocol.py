@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from typing_extensions import Self, override
+
 from monai_wsseg.bundle.definitions import (
     check_keys,
     finite_number,
@@ -67,7 +69,7 @@ class FloorsBase:
             raise ValueError(f"floors.warmup must be a whole number of epochs >= 0, got {self.warmup!r}")
 
     @classmethod
-    def from_mapping(cls, data: Mapping[str, Any]) -> FloorsBase:
+    def from_mapping(cls, data: Mapping[str, Any]) -> Self:
         """From a protocol's ``floors`` object; an unknown key is an error (a typo would judge nothing)."""
         if not isinstance(data, Mapping):
             raise ValueError(f"floors must be an object, got {type(data).__name__}")
@@ -119,6 +121,7 @@ class ProtocolBase:
         overrides: bundle overrides for every run (the command line's come on top).
         name: title of the tables.
         source: the protocol file, when loaded from one.
+        floors: what every seed must reach (each kind narrows it to its own floors).
 
     A kind sets ``kind``, ``OWNED_KEYS`` (override ids it sets per run), ``EXTRA_FIELDS`` (its own keys of
     the protocol file) and implements :meth:`config_sets`, :meth:`figure_spec` and :meth:`from_data`.
@@ -131,6 +134,7 @@ class ProtocolBase:
     overrides: Mapping[str, Any] = field(default_factory=dict)
     name: str = "stability"
     source: Path | None = None
+    floors: FloorsBase = field(default_factory=FloorsBase)
 
     kind: ClassVar[str] = ""
     OWNED_KEYS: ClassVar[frozenset[str]] = frozenset()
@@ -156,10 +160,12 @@ class ProtocolBase:
 
     @property
     def config_dir(self) -> Path:
+        """The bundle's ``configs/`` folder."""
         return self.bundle / "configs"
 
     @property
     def meta_file(self) -> Path | None:
+        """The bundle's ``configs/metadata.json``, or ``None`` when it has none."""
         meta = self.config_dir / "metadata.json"
         return meta if meta.is_file() else None
 
@@ -237,21 +243,26 @@ class StabilityProtocol(ProtocolBase):
             object.__setattr__(self, "eval_configs", config_names(self.eval_configs, "eval_configs"))
 
     @classmethod
+    @override
     def from_data(cls, data: Mapping[str, Any], common: Mapping[str, Any]) -> StabilityProtocol:
         return cls(**common, configs=data.get("configs", ("train.json",)), eval_configs=data.get("eval_configs"),
                    floors=Floors.from_mapping(data.get("floors", {})))
 
     def train_files(self) -> list[Path]:
+        """The training config files, merged in this order."""
         return [self.config_dir / c for c in self.configs]
 
     def eval_files(self) -> list[Path]:
+        """The evaluation config files: ``eval_configs``, else inference + the training overlays + evaluate."""
         names = self.eval_configs or ("inference.json", *(c for c in self.configs if c != "train.json"),
                                       "evaluate.json")
         return [self.config_dir / c for c in names]
 
+    @override
     def config_sets(self) -> list[list[Path]]:
         return [self.train_files(), self.eval_files()]
 
+    @override
     def figure_spec(self) -> FigureSpec:
         from monai_wsseg.bundle.stability_results import MIL_SPEC
 
@@ -268,6 +279,7 @@ class StabilityProtocol(ProtocolBase):
 
         mil_slides(load_manifest(manifest, check_files=False), "train", what=str(manifest))
 
+    @override
     def settings(self) -> dict[str, Any]:
         return {**super().settings(), "configs": list(self.configs),
                 "eval_configs": [f.name for f in self.eval_files()]}

@@ -70,6 +70,7 @@ class FigureSpec:
     epoch_figures: frozenset[str] = frozenset({"best_epoch"})
 
     def title(self, figure: str, floors: FloorsBase) -> str:
+        """The table title of ``figure``, with the floors' warm-up filled in."""
         return self.titles[figure].format(warmup=floors.warmup)
 
 
@@ -129,6 +130,7 @@ class SeedResult:
         (logger.warning if warn else logger.info)("seed %d: %s", self.seed, text)
 
     def to_json(self) -> str:
+        """The ``result.json`` text (NaN as ``null``) that :meth:`from_json` reads back."""
         data = {"seed": self.seed, "figures": {k: _json_number(v) for k, v in self.figures.items()},
                 "curve": {k: [_json_number(x) for x in v] for k, v in self.curve.items()}, "notes": self.notes,
                 "train_seconds": _json_number(self.train_seconds), "eval_seconds": _json_number(self.eval_seconds),
@@ -150,7 +152,8 @@ class SeedResult:
             return cls(seed=int(data["seed"]), status="resumed", figures=figures,
                        curve={k: [nan_float(x) for x in v] for k, v in data.get("curve", {}).items()},
                        notes=[str(n) for n in data.get("notes", [])],
-                       train_seconds=nan_float(data.get("train_seconds")), eval_seconds=nan_float(data.get("eval_seconds")),
+                       train_seconds=nan_float(data.get("train_seconds")),
+                       eval_seconds=nan_float(data.get("eval_seconds")),
                        settings=dict(data.get("settings", {})))
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ValueError(f"not a stability result ({one_line(exc)})") from None
@@ -204,7 +207,7 @@ def curve_figures(curve: Mapping[str, Sequence[float]], warmup: int, key: str = 
     epochs, values = list(curve.get("epoch", [])), list(curve.get(key, []))
     if not epochs or len(values) != len(epochs):
         return out
-    known = [(e, v) for e, v in zip(epochs, values) if not math.isnan(v)]
+    known = [(e, v) for e, v in zip(epochs, values, strict=True) if not math.isnan(v)]
     if known:
         best = max(v for _, v in known)
         out["best_epoch"] = next(e for e, v in known if v == best)
@@ -223,7 +226,7 @@ def merge_curves(*curves: Mapping[str, Sequence[float]]) -> dict[str, list[float
     for c in curves:
         for metric, values in c.items():
             if metric != "epoch":
-                at = dict(zip(c["epoch"], values))
+                at = dict(zip(c["epoch"], values, strict=True))
                 merged[metric] = [at.get(e, math.nan) for e in epochs]
     return merged
 
@@ -274,6 +277,7 @@ class StabilityResults:
 
     @property
     def below_floor(self) -> list[SeedResult]:
+        """The seeds that ran but missed at least one floor."""
         return [r for r in self.seeds if r.violations]
 
     @property

@@ -119,7 +119,7 @@ def write_tables(results: Sequence[SeedResult], out: str | os.PathLike, floors: 
     md = [f"# Stability: {title}", "", f"{len(results)} seed(s); verdict {verdict}. {spec.description}", ""]
     if note:
         md += [note, ""]
-    md += [markdown_table(results, floors, spec), "## Floors", ""] + _floor_lines(results, floors, spec)
+    md += [markdown_table(results, floors, spec), "## Floors", "", *_floor_lines(results, floors, spec)]
     notes = [(r.seed, n) for r in results for n in r.notes]
     unchecked = [(r.seed, f) for r in results for f in r.unchecked]
     if notes or unchecked:
@@ -150,7 +150,7 @@ def plot_curves(results: Sequence[SeedResult], path: str | os.PathLike, floors: 
     metrics.sort(key=lambda k: (order.get(k, len(order)), k))
     panels = metrics or [spec.key_metric]
     fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), constrained_layout=True, squeeze=False)
-    for ax, metric in zip(axes[0], panels):
+    for ax, metric in zip(axes[0], panels, strict=True):
         drawn = False
         for r in results:
             if metric in r.curve and r.curve.get("epoch"):

@@ -42,6 +42,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, ClassVar
 
+from typing_extensions import override
+
 from monai_wsseg.bundle.definitions import finite_number
 from monai_wsseg.bundle.runs import applicable, run_bundle, unknown_overrides
 from monai_wsseg.bundle.stability import read_or_run, same_weights, seed_study
@@ -105,11 +107,12 @@ class WSSSFloors(FloorsBase):
     def __post_init__(self) -> None:
         super().__post_init__()
         if not isinstance(self.min_class_iou, Mapping):  # a protocol file's error: ValueError, as all of them
-            raise ValueError(f"floors.min_class_iou must be an object of class name → IoU floor, "  # noqa: TRY004
+            raise ValueError(f"floors.min_class_iou must be an object of class name → IoU floor, "
                              f"got {self.min_class_iou!r}")
         object.__setattr__(self, "min_class_iou", {str(c): finite_number(v, f"floors.min_class_iou.{c}")
                                                    for c, v in self.min_class_iou.items()})
 
+    @override
     def rules(self) -> list[tuple[str, str, str, float]]:
         return super().rules() + [(f"min_class_iou.{c}", f"iou_{c}", "≥", v) for c, v in self.min_class_iou.items()]
 
@@ -173,14 +176,17 @@ class WSSSProtocol(ProtocolBase):
         object.__setattr__(self, "phase_overrides", {p: dict(extra[p]) for p in PHASES if p in extra})
 
     @classmethod
+    @override
     def from_data(cls, data: Mapping[str, Any], common: Mapping[str, Any]) -> WSSSProtocol:
         return cls(**common, configs=data.get("configs", _DEFAULT_CONFIGS),
                    phase_overrides=data.get("phase_overrides", {}),
                    floors=WSSSFloors.from_mapping(data.get("floors", {})))
 
     def phase_files(self, phase: str) -> list[Path]:
+        """The config files of ``phase`` (one of :data:`PHASES`), merged in this order."""
         return [self.config_dir / c for c in self.configs[phase]]
 
+    @override
     def config_sets(self) -> list[list[Path]]:
         return [self.phase_files(p) for p in PHASES]
 
@@ -205,6 +211,7 @@ class WSSSProtocol(ProtocolBase):
             raise ValueError(f"class_names of the evaluate configs must be a list of names, got {names!r}")
         return tuple(names)
 
+    @override
     def figure_spec(self) -> FigureSpec:
         return wsss_spec(self.class_names)
 
@@ -227,6 +234,7 @@ class WSSSProtocol(ProtocolBase):
             if unknown:
                 raise ValueError(f"phase_overrides.{phase}: {unknown}: the phase's configs do not define them")
 
+    @override
     def settings(self) -> dict[str, Any]:
         return {**super().settings(), "kind": self.kind, "configs": {p: list(c) for p, c in self.configs.items()},
                 "phase_overrides": self.phase_overrides}

@@ -120,12 +120,14 @@ class ProblemList:
         self.items: list[tuple[str, bool]] = []
 
     def add(self, message: str, *, missing_file: bool = False) -> None:
+        """Record a problem; ``missing_file`` marks one that only a missing file causes."""
         self.items.append((message, missing_file))
 
     def __bool__(self) -> bool:
         return bool(self.items)
 
     def raise_if_any(self) -> None:
+        """Raise the collected problems as one error (see the class docstring); nothing when there are none."""
         if not self.items:
             return
         messages = [m for m, _ in self.items]
@@ -213,7 +215,90 @@ def load_manifest(
             f"{csv_path}: empty manifest, expected a header row with columns "
             f"{', '.join(MANIFEST_COLUMNS)} (only 'slide' is required)"
         )
-    header_line, header = rows[0]
+    columns, col_index = _header_columns(*rows[0], problems, allow_unknown_columns)
+    if len(rows) == 1:
+        problems.add("no slide rows, only a header")
+        problems.raise_if_any()
+
+    records: list[SlideRecord] = []
+    # (case, split, where) of every row with a valid split, usable or not, so that a case split
+    # across rows is reported even next to other problems of those rows.
+    placed: list[tuple[str, str, str]] = []
+    first_row_of_slide: dict[Path, str] = {}
+    contradictions: list[str] = []
+
+    for row_number, (line, fields) in enumerate(rows[1:], start=1):
+        where = f"row {row_number} (line {line})"
+        extra = fields[len(columns):]
+        if any(v.strip() for v in extra):
+            problems.add(f"{where}: {len(fields)} fields but the header has {len(columns)}")
+        # The row's cells by column name; a short row has no cell for its last columns.
+        cells = {column: fields[i].strip() for column, i in col_index.items() if i < len(fields)}
+
+        row_ok = True
+        slide_text = cells.get("slide", "")
+        slide: Path | None = None
+        if not slide_text:
+            problems.add(f"{where}: empty 'slide' path")
+            row_ok = False
+        else:
+            slide, ok = _check_path(slide_text, "slide", root, where, problems,
+                                    check_files=check_files, allow_outside_root=allow_outside_root)
+            if slide in first_row_of_slide:
+                problems.add(f"{where}: slide '{slide_text}' duplicates {first_row_of_slide[slide]}")
+                ok = False
+            else:
+                first_row_of_slide[slide] = where
+            row_ok = row_ok and ok
+
+        label, ok = _row_label(cells.get("label", ""), slide_text, where, problems, contradictions,
+                               require_labels=require_labels)
+        row_ok = row_ok and ok
+
+        split, ok = _row_split(cells.get("split", ""), where, problems)
+        row_ok = row_ok and ok
+
+        mask: Path | None = None
+        mask_text = cells.get("mask", "")
+        if mask_text:
+            if Path(mask_text).suffix.lower() not in MASK_EXTENSIONS:
+                problems.add(
+                    f"{where}: mask '{mask_text}' is not a {', '.join(MASK_EXTENSIONS)} file"
+                )
+                row_ok = False
+            mask, ok = _check_path(mask_text, "mask", root, where, problems,
+                                   check_files=check_files, allow_outside_root=allow_outside_root)
+            row_ok = row_ok and ok
+
+        case = cells.get("case", "") or (default_case(slide_text) if slide_text else "")
+        location = cells.get("location", "") or None
+
+        if split is not None and case:
+            placed.append((case, split, where))
+        if row_ok and slide is not None:
+            records.append(SlideRecord(slide, label, split, mask, case, location))
+
+    _check_case_splits(placed, problems)
+    problems.raise_if_any()
+    if contradictions:
+        shown = contradictions[:MAX_LISTED_PROBLEMS]
+        more = len(contradictions) - len(shown)
+        warnings.warn(
+            f"{csv_path}: {len(contradictions)} explicit label(s) contradict the TCGA barcode; "
+            "the explicit label is used:\n  "
+            + "\n  ".join(shown)
+            + (f"\n  ... and {more} more" if more else ""),
+            UserWarning,
+            stacklevel=2,
+        )
+    return records
+
+
+def _header_columns(
+    header_line: int, header: list[str], problems: ProblemList, allow_unknown_columns: bool
+) -> tuple[list[str], dict[str, int]]:
+    """The header's column names (stripped, lower case) and the index of each known one; problems go to
+    ``problems``, which is raised at once when there is no 'slide' column."""
     columns = [h.strip().lower() for h in header]
     allowed = ", ".join(MANIFEST_COLUMNS)
     col_index: dict[str, int] = {}
@@ -236,114 +321,54 @@ def load_manifest(
             f"(found: {', '.join(repr(c) for c in columns)}; allowed: {allowed})"
         )
         problems.raise_if_any()
-    if len(rows) == 1:
-        problems.add("no slide rows, only a header")
-        problems.raise_if_any()
+    return columns, col_index
 
-    records: list[SlideRecord] = []
-    # (case, split, where) of every row with a valid split, usable or not, so that a case split
-    # across rows is reported even next to other problems of those rows.
-    placed: list[tuple[str, str, str]] = []
-    first_row_of_slide: dict[Path, str] = {}
-    contradictions: list[str] = []
 
-    for row_number, (line, fields) in enumerate(rows[1:], start=1):
-        where = f"row {row_number} (line {line})"
-        extra = fields[len(columns):]
-        if any(v.strip() for v in extra):
-            problems.add(f"{where}: {len(fields)} fields but the header has {len(columns)}")
+def _row_label(
+    label_text: str,
+    slide_text: str,
+    where: str,
+    problems: ProblemList,
+    contradictions: list[str],
+    *,
+    require_labels: bool,
+) -> tuple[int | None, bool]:
+    """A row's label (explicit, else from the slide's TCGA barcode, else ``None``) and whether it is usable.
+    A bad or missing label goes to ``problems``; an explicit label the barcode contradicts, to ``contradictions``."""
+    barcode_label: int | None = None
+    barcode_reason: str | None = None
+    if slide_text:
+        try:
+            barcode_label = sample_label(slide_text)
+        except ValueError as e:
+            barcode_reason = str(e)
+    if label_text:
+        if not _LABEL_RE.match(label_text):
+            problems.add(f"{where}: label '{label_text}' is not 0 (normal) or 1 (tumor)")
+            return None, False
+        label = int(float(label_text))
+        if barcode_label is not None and barcode_label != label:
+            contradictions.append(
+                f"{where}: label {label} but the TCGA barcode of '{slide_text}' says {barcode_label}"
+            )
+        return label, True
+    if barcode_label is not None:
+        return barcode_label, True
+    if require_labels and slide_text:
+        problems.add(f"{where}: no label, and {label_reason(barcode_reason, slide_text)}")
+        return None, False
+    return None, True
 
-        def get(column: str) -> str:
-            i = col_index.get(column)
-            return fields[i].strip() if i is not None and i < len(fields) else ""
 
-        row_ok = True
-        slide_text = get("slide")
-        slide: Path | None = None
-        if not slide_text:
-            problems.add(f"{where}: empty 'slide' path")
-            row_ok = False
-        else:
-            slide, ok = _check_path(slide_text, "slide", root, where, problems,
-                                    check_files=check_files, allow_outside_root=allow_outside_root)
-            if slide in first_row_of_slide:
-                problems.add(f"{where}: slide '{slide_text}' duplicates {first_row_of_slide[slide]}")
-                ok = False
-            else:
-                first_row_of_slide[slide] = where
-            row_ok = row_ok and ok
-
-        label: int | None = None
-        label_text = get("label")
-        barcode_label: int | None = None
-        barcode_reason: str | None = None
-        if slide_text:
-            try:
-                barcode_label = sample_label(slide_text)
-            except ValueError as e:
-                barcode_reason = str(e)
-        if label_text:
-            if _LABEL_RE.match(label_text):
-                label = int(float(label_text))
-                if barcode_label is not None and barcode_label != label:
-                    contradictions.append(
-                        f"{where}: label {label} but the TCGA barcode of '{slide_text}' says "
-                        f"{barcode_label}"
-                    )
-            else:
-                problems.add(f"{where}: label '{label_text}' is not 0 (normal) or 1 (tumor)")
-                row_ok = False
-        elif barcode_label is not None:
-            label = barcode_label
-        elif require_labels and slide_text:
-            problems.add(f"{where}: no label, and {label_reason(barcode_reason, slide_text)}")
-            row_ok = False
-
-        split_text = get("split").lower()
-        split: str | None = None
-        if split_text:
-            if split_text in SPLIT_NAMES:
-                split = split_text
-            else:
-                problems.add(
-                    f"{where}: split '{get('split')}' is not one of {', '.join(SPLIT_NAMES)}"
-                )
-                row_ok = False
-
-        mask: Path | None = None
-        mask_text = get("mask")
-        if mask_text:
-            if Path(mask_text).suffix.lower() not in MASK_EXTENSIONS:
-                problems.add(
-                    f"{where}: mask '{mask_text}' is not a {', '.join(MASK_EXTENSIONS)} file"
-                )
-                row_ok = False
-            mask, ok = _check_path(mask_text, "mask", root, where, problems,
-                                   check_files=check_files, allow_outside_root=allow_outside_root)
-            row_ok = row_ok and ok
-
-        case = get("case") or (default_case(slide_text) if slide_text else "")
-        location = get("location") or None
-
-        if split is not None and case:
-            placed.append((case, split, where))
-        if row_ok and slide is not None:
-            records.append(SlideRecord(slide, label, split, mask, case, location))
-
-    _check_case_splits(placed, problems)
-    problems.raise_if_any()
-    if contradictions:
-        shown = contradictions[:MAX_LISTED_PROBLEMS]
-        more = len(contradictions) - len(shown)
-        warnings.warn(
-            f"{csv_path}: {len(contradictions)} explicit label(s) contradict the TCGA barcode; "
-            "the explicit label is used:\n  "
-            + "\n  ".join(shown)
-            + (f"\n  ... and {more} more" if more else ""),
-            UserWarning,
-            stacklevel=2,
-        )
-    return records
+def _row_split(text: str, where: str, problems: ProblemList) -> tuple[str | None, bool]:
+    """A row's split (any case; ``None`` when blank) and whether it is valid (else a problem is added)."""
+    split = text.lower()
+    if not split:
+        return None, True
+    if split in SPLIT_NAMES:
+        return split, True
+    problems.add(f"{where}: split '{text}' is not one of {', '.join(SPLIT_NAMES)}")
+    return None, False
 
 
 def _read_rows(f, csv_path: Path) -> list[tuple[int, list[str]]]:

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -189,7 +189,7 @@ def pcam_preprocess(
             raise ValueError(f"float images must lie in [0, 1], got [{x.min():.3g}, {x.max():.3g}]")
     if scale > 1:
         x = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False)
-    if mean is not None:
+    if mean is not None and std is not None:
         m = torch.as_tensor(mean, dtype=torch.float32, device=x.device).view(1, 3, 1, 1)
         s = torch.as_tensor(std, dtype=torch.float32, device=x.device).view(1, 3, 1, 1)
         if (s <= 0).any():
@@ -231,8 +231,8 @@ def evaluate_pcam(
     std = DEFAULT_STD if std is None else std
     device = torch.device(device)
     network = network.to(device).eval()
-    loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, shuffle=False,
-                        pin_memory=device.type == "cuda")
+    loader: Iterable[dict] = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, shuffle=False,
+                                        pin_memory=device.type == "cuda")
     if progress:
         from tqdm.auto import tqdm
 
@@ -257,7 +257,8 @@ def evaluate_pcam(
 
 def _patch_logits(network: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     """One tumor logit per patch, ``(B,)``."""
-    out = network.patch_logits(x) if hasattr(network, "patch_logits") else network(x)
+    patch_logits = getattr(network, "patch_logits", None)
+    out = patch_logits(x) if patch_logits is not None else network(x)
     if out.ndim == 4:
         out = out.float().mean(dim=(2, 3))
     if out.ndim == 2 and out.shape[1] == 1:

@@ -189,7 +189,7 @@ def _split_names_and_fractions(
     if not names:
         raise ValueError("fractions: no splits given")
     out: list[float] = []
-    for n, v in zip(names, values):
+    for n, v in zip(names, values, strict=True):
         try:
             f = float(v)
         except (TypeError, ValueError):
@@ -199,7 +199,7 @@ def _split_names_and_fractions(
         out.append(f)
     if abs(sum(out) - 1.0) > 1e-6:
         raise ValueError(
-            f"fractions: {dict(zip(names, out))} sum to {sum(out):.6g}, they must sum to 1"
+            f"fractions: {dict(zip(names, out, strict=True))} sum to {sum(out):.6g}, they must sum to 1"
         )
     return names, out
 

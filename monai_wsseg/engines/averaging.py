@@ -65,9 +65,11 @@ class WeightEMA:
         self.updates += 1
 
     def state_dict(self) -> dict[str, Any]:
+        """The averaged weights and the update count, for a checkpoint."""
         return {"module": self.module.state_dict(), "updates": self.updates}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` saved (the weights only when averaging is on)."""
         if self.decay > 0:
             self.module.load_state_dict(state["module"])
         self.updates = int(state.get("updates", 0))

@@ -13,13 +13,13 @@ or untrusted checkpoint stops the run with one clear message.
 
 from __future__ import annotations
 
-from typing import Any
-
 from collections.abc import Mapping
+from typing import Any
 
 from ignite.engine import Engine
 from ignite.handlers.checkpoint import BaseSaveHandler
 from monai.handlers import CheckpointLoader, CheckpointSaver
+from typing_extensions import override
 
 from monai_wsseg.networks.checkpoint import load_checkpoint
 
@@ -56,7 +56,8 @@ class AtomicCheckpointSaver(CheckpointSaver):
             if checkpoint is not None:
                 # DiskSaver's own switch: temporary file + os.replace (+ group/other read permission).
                 checkpoint.save_handler._atomic = True
-                checkpoint.save_handler = _RemoveAfterSave(checkpoint.save_handler)
+                # Ignite types the attribute from its DiskSaver branch; any BaseSaveHandler is valid there.
+                checkpoint.save_handler = _RemoveAfterSave(checkpoint.save_handler)  # type: ignore[assignment]
 
 
 class ResumeCheckpointLoader(CheckpointLoader):
@@ -67,6 +68,7 @@ class ResumeCheckpointLoader(CheckpointLoader):
     traceback from inside ``torch.load``.
     """
 
+    @override
     def __call__(self, engine: Engine) -> None:
         load_checkpoint(self.load_path, what="a training checkpoint to resume from", map_location="cpu")
         super().__call__(engine)

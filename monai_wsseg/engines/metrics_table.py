@@ -28,6 +28,7 @@ class ValidationTable:
         self.path = Path(path)
 
     def attach(self, engine: Engine) -> None:
+        """Write the table after every run (``EPOCH_COMPLETED``) of ``engine``."""
         engine.add_event_handler(Events.EPOCH_COMPLETED, self)
 
     def _rows(self) -> list[dict[str, str]]:
@@ -37,6 +38,7 @@ class ValidationTable:
             return list(csv.DictReader(fh))
 
     def __call__(self, engine: Engine) -> None:
+        """Add or replace the row of ``engine.state.epoch`` with its numeric metrics, and rewrite the file."""
         epoch = int(engine.state.epoch)
         row = {"epoch": str(epoch)}
         for name, value in engine.state.metrics.items():
@@ -47,7 +49,7 @@ class ValidationTable:
             row[name] = f"{v:.6f}" if math.isfinite(v) else ""
         rows = [r for r in self._rows() if r.get("epoch") != str(epoch)] + [row]
         rows.sort(key=lambda r: int(r["epoch"]))
-        fields = ["epoch"] + sorted({k for r in rows for k in r} - {"epoch"})
+        fields = ["epoch", *sorted({k for r in rows for k in r} - {"epoch"})]
         text = io.StringIO()
         writer = csv.DictWriter(text, fieldnames=fields, restval="")
         writer.writeheader()

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import torch
 
-from monai_wsseg.utils.output_dir import check_output_dir
 from monai_wsseg.utils.atomic import write_text_atomically
+from monai_wsseg.utils.output_dir import check_output_dir
 
 __all__ = ["record_run"]
 

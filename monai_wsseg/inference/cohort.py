@@ -76,6 +76,7 @@ class MapOutputs:
     formats: Sequence[str] = ("tiff", "png", "geojson", "report")
 
     def paths(self, output_dir: Path, slide: Path) -> dict[str, Path]:
+        """The output file of each format for ``slide``: ``output_dir/<slide stem><suffix>``."""
         unknown = set(self.formats) - set(OUTPUT_SUFFIXES)
         if unknown:
             raise ValueError(f"unknown output formats {sorted(unknown)}; choose from {sorted(OUTPUT_SUFFIXES)}")
@@ -119,7 +120,8 @@ def cohort_slides(source: str | os.PathLike, split: str | None = None) -> list[P
 
 def check_writable(output_dir: str | os.PathLike) -> Path:
     """Create ``output_dir`` and prove it takes a file and has room, before any hour of work
-    (:class:`~monai_wsseg.utils.output_dir.OutputDirError` otherwise; see :func:`~monai_wsseg.utils.output_dir.check_output_dir`)."""
+    (:class:`~monai_wsseg.utils.output_dir.OutputDirError` otherwise;
+    see :func:`~monai_wsseg.utils.output_dir.check_output_dir`)."""
     return check_output_dir(output_dir)
 
 
@@ -157,7 +159,9 @@ def check_stems(output_dir: Path, paths: Sequence[Path]) -> None:
     stems = [p.stem for p in paths]
     clashes = sorted({s for s in stems if stems.count(s) > 1})
     if clashes:
-        raise ValueError(f"{output_dir}: several slides share the file stem(s) {clashes[:5]}; their outputs would collide")
+        raise ValueError(
+            f"{output_dir}: several slides share the file stem(s) {clashes[:5]}; their outputs would collide"
+        )
 
 
 class CohortRun:

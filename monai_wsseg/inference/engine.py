@@ -15,10 +15,10 @@ import logging
 import math
 import os
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from types import SimpleNamespace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -203,7 +203,8 @@ class WSIInferer:
             warnings.warn(f"{slide.path}: no tissue found; the maps are empty", stacklevel=2)
             empty = np.full(shape[1:], np.nan, dtype=np.float32)
             return SlideMap(str(slide.path), empty, plan.downsample, plan.map_mpp)
-        stain = None if self.stain_normalizer is None else self._fit_stain(slide, tissue, thumb)
+        normalizer = self.stain_normalizer  # with one, ``tissue`` was computed above when not given
+        stain = None if normalizer is None or tissue is None else self._fit_stain(normalizer, slide, tissue, thumb)
         merger = self._merger(shape, plan)
         self.network.eval()
         loader = DataLoader(
@@ -246,10 +247,12 @@ class WSIInferer:
         return SlideMap(str(slide.path), values.astype(np.float32, copy=False), plan.downsample, plan.map_mpp, unread,
                         unread_tiles)
 
-    def _fit_stain(self, slide: Slide, tissue: TissueMask, thumb: np.ndarray | None) -> Callable:
+    @staticmethod
+    def _fit_stain(normalizer: ReinhardNormalizer | MacenkoNormalizer, slide: Slide, tissue: TissueMask,
+                   thumb: np.ndarray | None) -> Callable[[torch.Tensor], torch.Tensor]:
         from monai_wsseg.wsi.stain import fit_slide_stain
 
-        return fit_slide_stain(self.stain_normalizer, slide, tissue, thumb)
+        return fit_slide_stain(normalizer, slide, tissue, thumb)
 
     def _merger(self, shape: tuple[int, ...], plan: TilePlan):
         """In-memory ``AvgMerger`` sized to hold the last tiles, or ``ZarrAvgMerger`` above the budget."""
@@ -262,7 +265,7 @@ class WSIInferer:
         return ZarrAvgMerger(merged_shape=padded, cropped_shape=shape, value_chunks=chunk, count_chunks=chunk)
 
 
-def _progress(loader: DataLoader, enabled: bool, name: str) -> Callable | DataLoader:
+def _progress(loader: DataLoader, enabled: bool, name: str) -> Iterable[Any]:
     if not enabled:
         return loader
     from tqdm.auto import tqdm

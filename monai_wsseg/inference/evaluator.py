@@ -69,7 +69,7 @@ class CohortEvaluator(Engine):
         self.dataset = dataset
         self.cohort = CohortRun(inferer, output_dir, outputs, backend=backend, mpp=mpp,
                                 tolerate_failures=tolerate_failures)
-        self.state.result = self.cohort.result
+        self.state.result = self.cohort.result  # type: ignore[attr-defined]  # Ignite's State takes custom attributes
         if progress:
             from ignite.handlers import ProgressBar
 
@@ -81,7 +81,10 @@ class CohortEvaluator(Engine):
         status = self.cohort.infer_slide(item["image"], engine.state.iteration)
         return {"slide": str(Path(item["image"])), "status": status}
 
-    def run(self, data: Sequence[dict] | None = None, max_epochs: int = 1, **kwargs: Any) -> CohortResult:
+    # The bundle's entry point ("$@evaluator.run()"): it returns the cohort result, not Ignite's State.
+    def run(  # type: ignore[override]
+        self, data: Sequence[dict] | None = None, max_epochs: int = 1, **kwargs: Any
+    ) -> CohortResult:
         """Infer this rank's share of ``data`` (default: ``dataset``) once; returns the cohort result.
 
         Raises:
@@ -90,7 +93,7 @@ class CohortEvaluator(Engine):
         """
         items = list(self.dataset if data is None else data)
         mine = self.cohort.start([item["image"] for item in items])
-        self.state.result = self.cohort.result
+        self.state.result = self.cohort.result  # type: ignore[attr-defined]  # as in __init__
         if mine:
             item_of = {Path(item["image"]): item for item in items}  # one per path: stems are unique
             super().run([item_of[path] for path in mine], max_epochs=max_epochs, **kwargs)

@@ -10,6 +10,7 @@ the region gets the same tiles, halo and averaging as in the whole-slide map, so
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -94,7 +95,7 @@ class RegionMap:
                     continue
                 # A hole's top row lies strictly inside its band (cells of the region lie above it).
                 edges = [r0, *cuts, r1]
-                bands += list(zip(edges[:-1], edges[1:]))
+                bands += list(itertools.pairwise(edges))
         return out
 
     def _trace(self, r0: int, r1: int, class_names: Sequence[str], threshold: float | None, min_area_cells: int,

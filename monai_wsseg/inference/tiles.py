@@ -61,10 +61,12 @@ class TilePlan:
 
     @property
     def halo_cells(self) -> int:
+        """The halo in map cells."""
         return self.halo // self.stride
 
     @property
     def map_mpp(self) -> float:
+        """Microns per map cell."""
         return self.mpp * self.stride
 
     def __len__(self) -> int:
@@ -75,7 +77,8 @@ def check_tile_settings(where: str, *, mpp: float, stride: int, tile: int, halo:
     """Raise ``ValueError`` starting with ``where`` when the tiling settings cannot work (see :func:`plan_tiles`)."""
     if stride < 1 or tile < stride or tile % stride or halo < 0 or halo % stride:
         raise ValueError(
-            f"{where}: tile ({tile}) and halo ({halo}) must be multiples of the network stride ({stride}), tile ≥ stride"
+            f"{where}: tile ({tile}) and halo ({halo}) must be multiples of the network stride ({stride}), "
+            "tile ≥ stride"
         )
     if not 0.0 <= overlap < 1.0:
         raise ValueError(f"{where}: overlap must be in [0, 1) (a fraction of a tile shared with its neighbour), "

@@ -13,7 +13,8 @@ NaN where nothing was computed. The writers turn it into:
 * :func:`write_nifti` (:mod:`.nifti`) — the raw float maps with their spacing in millimetres.
 
 :mod:`.palettes` holds the colour tables (dataset class colours, overlay colours) and writes palette PNG
-masks of the patch datasets; :func:`save_png` (:mod:`.png`) writes any PIL image as a PNG atomically. :mod:`.checks` holds what the map writers share.
+masks of the patch datasets; :func:`save_png` (:mod:`.png`) writes any PIL image as a PNG atomically.
+:mod:`.checks` holds what the map writers share.
 :mod:`.report_html` writes the static HTML report of a cohort run (maps, metrics, a sweep's matrices).
 
 Every writer validates its inputs (``ValueError`` naming the output and the problem) and writes through

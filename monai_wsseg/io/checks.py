@@ -124,7 +124,7 @@ def check_names(where: Any, class_names: Sequence[str], channels: int) -> list[s
     """One unique, non-empty class name per map channel."""
     # ValueError, not TypeError: the writers report every bad argument as ValueError (their documented contract)
     if isinstance(class_names, str) or not isinstance(class_names, Sequence):
-        raise ValueError(f"{where}: class_names must be a sequence of strings, got {class_names!r}")  # noqa: TRY004
+        raise ValueError(f"{where}: class_names must be a sequence of strings, got {class_names!r}")
     names = list(class_names)
     if len(names) != channels:
         raise ValueError(f"{where}: {len(names)} class names given for a map with {channels} channel(s)")
@@ -146,12 +146,12 @@ def check_colors(where: Any, colors: Sequence[Sequence[int]] | None, n: int) -> 
     for c in colors:
         try:
             rgb = tuple(int(v) for v in c)
-            ok = len(rgb) == 3 and all(0 <= v <= 255 and v == float(x) for v, x in zip(rgb, c))
+            ok = len(rgb) == 3 and all(0 <= v <= 255 and v == float(x) for v, x in zip(rgb, c, strict=True))
         except (TypeError, ValueError):
             ok = False
         if not ok:
             raise ValueError(f"{where}: colours must be (r, g, b) integers in 0..255, got {c!r}")
-        out.append(rgb)
+        out.append((rgb[0], rgb[1], rgb[2]))
     return out
 
 

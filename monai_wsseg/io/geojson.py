@@ -56,7 +56,7 @@ def write_geojson(
     path = checks.output_path(path, (".geojson", ".json"))
     probs = checks.check_map(path, smap)
     names = checks.check_names(path, class_names, probs.shape[0])
-    palette = dict(zip(names, checks.check_colors(path, colors, len(names))))
+    palette = dict(zip(names, checks.check_colors(path, colors, len(names)), strict=True))
     if object_type not in _OBJECT_TYPES:
         raise ValueError(f"{path}: object_type must be one of {_OBJECT_TYPES}, got {object_type!r}")
     try:

@@ -96,7 +96,7 @@ def _legend(
             draw.text((pad + sw + pad // 2, ty), label, fill=(0, 0, 0), font=font, anchor="lm")
         y += bar_h + pad
     else:
-        for name, color in zip(names, colors):
+        for name, color in zip(names, colors, strict=True):
             draw.rectangle((pad, y, pad + sw - 1, y + sw - 1), fill=color, outline=(0, 0, 0))
             draw.text((pad + sw + pad // 2, y + sw // 2), name, fill=(0, 0, 0), font=font, anchor="lm")
             y += line
@@ -109,7 +109,7 @@ def _open(slide: Slide | str | os.PathLike | None, smap: SlideMap) -> Slide:
     if slide is None:
         slide = smap.slide
     if hasattr(slide, "thumbnail") and hasattr(slide, "dimensions") and hasattr(slide, "mpp"):
-        return slide  # type: ignore[return-value]
+        return slide  # type: ignore[return-value]  # duck-typed: anything with a slide's methods serves
     from monai_wsseg.wsi.slide import open_slide
 
     return open_slide(slide)

@@ -71,8 +71,8 @@ def default_colors(n: int) -> list[Colour]:
     golden = 0.618033988749895  # successive multiples mod 1 spread the hues evenly for any n
     for k in range(len(colors), n):
         hue = (k * golden) % 1.0
-        rgb = Image.new("HSV", (1, 1), (int(hue * 255), 200, 230)).convert("RGB").getpixel((0, 0))
-        colors.append(tuple(int(v) for v in rgb))
+        r, g, b = np.asarray(Image.new("HSV", (1, 1), (int(hue * 255), 200, 230)).convert("RGB"))[0, 0]
+        colors.append((int(r), int(g), int(b)))
     return colors
 
 
@@ -92,9 +92,11 @@ def class_palette(class_names: Sequence[str], background: Colour | None = WHITE,
                 table[name] = next(extra)
             except StopIteration:
                 raise ValueError(f"class_palette: no colour left for class {name!r}; pass colours=") from None
-        out.append(tuple(int(v) for v in table[name]))
+        r, g, b = table[name]
+        out.append((int(r), int(g), int(b)))
     if background is not None:
-        out.append(tuple(int(v) for v in background))
+        r, g, b = background
+        out.append((int(r), int(g), int(b)))
     return out
 
 

@@ -72,8 +72,9 @@ def _slide_dimensions(smap: SlideMap, given: tuple[int, int] | None) -> tuple[in
         from monai_wsseg.wsi.slide import open_slide
 
         with open_slide(slide_path) as slide:
-            return tuple(int(v) for v in slide.dimensions)  # type: ignore[return-value]
-    except Exception:  # noqa: BLE001 - any reader's error: an unreadable slide only costs the clipping
+            w0, h0 = slide.dimensions
+            return int(w0), int(h0)
+    except Exception:  # any reader's error: an unreadable slide only costs the clipping
         return None  # of the last row/column, which is no reason to fail the polygons
 
 

@@ -44,6 +44,7 @@ class AUCAccumulator:
         self.neg += np.bincount(idx[~t], minlength=self.bins)
 
     def merge(self, other: AUCAccumulator) -> AUCAccumulator:
+        """Add ``other``'s counts (same ``bins``) to this accumulator; returns ``self``."""
         if other.bins != self.bins:
             raise ValueError("cannot merge accumulators with different bins")
         self.pos += other.pos

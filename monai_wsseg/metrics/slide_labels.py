@@ -37,7 +37,7 @@ def top_fraction_mean(prob: np.ndarray, valid: np.ndarray, fraction: float = 0.1
     values = values[np.isfinite(values)]
     if not values.size:
         return float("nan")
-    k = max(1, int(round(fraction * values.size)))
+    k = max(1, round(fraction * values.size))
     return float(np.partition(values, values.size - k)[values.size - k:].mean())
 
 
@@ -65,7 +65,7 @@ def top_cells(prob: np.ndarray, valid: np.ndarray, fraction: float = 0.1) -> np.
     values = values[np.isfinite(values)]
     if not values.size:
         return values
-    k = max(1, int(round(fraction * values.size)))
+    k = max(1, round(fraction * values.size))
     return np.partition(values, values.size - k)[values.size - k:]
 
 

@@ -63,7 +63,7 @@ def tissue_scores(pred, target, num_classes: int, ignore_index: int | None = Non
     if isinstance(pred, (list, tuple)):
         if len(pred) != len(target):
             raise ValueError(f"{len(pred)} predictions for {len(target)} truths")
-        for p, t in zip(pred, target):
+        for p, t in zip(pred, target, strict=True):
             conf.update(p, t)
     else:
         conf.update(pred, target)

@@ -242,7 +242,8 @@ def load_mask(
         path = Path(record_or_path)
     array = _read_mask_image(path)
     h, w = array.shape
-    d = mask_downsample((w, h), tuple(slide_dimensions), mask_path=path, slide_path=slide_path or "<slide>")
+    sw, sh = slide_dimensions
+    d = mask_downsample((w, h), (sw, sh), mask_path=path, slide_path=slide_path or "<slide>")
     return (array != 0).astype(np.uint8), d
 
 
@@ -267,14 +268,17 @@ class Confusion:
 
     @property
     def precision(self) -> float:
+        """``TP / (TP + FP)`` (NaN without positives predicted)."""
         return _ratio(self.tp, self.tp + self.fp)
 
     @property
     def recall(self) -> float:
+        """``TP / (TP + FN)`` (NaN without positives in the truth)."""
         return _ratio(self.tp, self.tp + self.fn)
 
     @property
     def f1(self) -> float:
+        """``2TP / (2TP + FP + FN)`` (NaN when both are empty)."""
         return _ratio(2 * self.tp, 2 * self.tp + self.fp + self.fn)
 
     @property
@@ -356,6 +360,7 @@ class TumorMapAccumulator:
 
     @property
     def bins(self) -> int:
+        """Histogram bins of the score accumulators."""
         return self.all.bins
 
     def update(self, scores: np.ndarray, truth: np.ndarray, tissue: np.ndarray | None = None) -> None:

@@ -77,7 +77,7 @@ class SlideBagDataset(Dataset):
         if isinstance(bags_per_slide, bool) or not isinstance(bags_per_slide, int) or bags_per_slide < 1:
             raise ValueError(f"bags_per_slide must be an integer ≥ 1, got {bags_per_slide!r}")
         self.bags_per_slide, self.stain_normalizer = bags_per_slide, stain_normalizer
-        self._stains: dict[int, object] = {}
+        self._stains: dict[int, Callable[[torch.Tensor], torch.Tensor]] = {}
         self.items: list[tuple[Path, int]] = []
         for s in slides:
             path, label = (s.slide, s.label) if isinstance(s, SlideRecord) else (Path(s[0]), s[1])
@@ -140,9 +140,10 @@ class SlideBagDataset(Dataset):
         bag = torch.from_numpy(patches).permute(0, 3, 1, 2).contiguous()
         if i in self._stains:
             bag = self._stains[i](bag)
-        if hasattr(self.transform, "set_random_state"):  # MONAI Randomizable / Compose
+        set_random_state = getattr(self.transform, "set_random_state", None)  # MONAI Randomizable / Compose
+        if set_random_state is not None:
             item_seed = np.random.default_rng([self.seed, self.epoch, j, 1]).integers(2**31)
-            self.transform.set_random_state(seed=int(item_seed))
+            set_random_state(seed=int(item_seed))
         bag = self.transform(bag) if self.transform is not None else bag.float() / 255.0
         return {"image": bag, "label": torch.tensor(float(label)), "slide": str(path),
                 "positions": torch.from_numpy(chosen)}

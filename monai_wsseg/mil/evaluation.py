@@ -236,7 +236,7 @@ class TumorMapEvaluation:
     def _evaluate_all(
         self, records: Sequence[SlideRecord], failed: list[tuple[str, str]], desc: str
     ) -> list[tuple[SlideRecord, TumorMapAccumulator | None, str | None]]:
-        results = []
+        results: list[tuple[SlideRecord, TumorMapAccumulator | None, str | None]] = []
         for record in _progress(records, self.progress, desc):
             try:
                 acc, source = self.evaluate_slide(record)
@@ -406,10 +406,10 @@ def _markdown(result: dict[str, Any], ev: TumorMapEvaluation) -> str:
     pooled_rows = [summary_row(f"all {ev.test_split} slides", result["pooled"])]
     if result["validation"] is not None:
         pooled_rows.append(summary_row(f"'{ev.val_split}' slides (threshold chosen here)", result["validation"]))
-    lines += _table(["set"] + counts + figures, pooled_rows)
+    lines += _table(["set", *counts, *figures], pooled_rows)
     lines += ["", "## By location", ""]
     lines += _table(
-        ["location"] + counts + figures,
+        ["location", *counts, *figures],
         [summary_row(loc or "(none)", s) for loc, s in result["locations"].items()],
     )
     lines += ["", "## Per slide", ""]
@@ -422,7 +422,7 @@ def _markdown(result: dict[str, Any], ev: TumorMapEvaluation) -> str:
         else:
             slide_rows.append([name, str(row["label"]), row["location"] or "(none)", str(row["tissue_cells"]),
                                str(row["tumor_tissue_cells"])] + [_fmt(row[key]) for _, key in _MD_FIGURES])
-    lines += _table(["slide", "label", "location", "tissue cells", "tumor tissue cells"] + figures, slide_rows)
+    lines += _table(["slide", "label", "location", "tissue cells", "tumor tissue cells", *figures], slide_rows)
     if result["failed"]:
         lines += ["", "## Failed slides", ""]
         lines += [f"- `{slide}`: {reason}" for slide, reason in result["failed"]]

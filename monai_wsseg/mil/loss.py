@@ -33,6 +33,7 @@ import math
 import torch
 from torch import nn
 from torch.nn import functional as F
+from typing_extensions import override
 
 __all__ = ["TopKBottomKMILLoss", "check_alpha_beta"]
 
@@ -101,6 +102,7 @@ class TopKBottomKMILLoss(nn.Module):
         mask = (~positive | top | bottom).float()
         return targets, mask
 
+    @override
     def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         flat = self._flatten(logits)
         targets, mask = self.proxy_labels(flat, labels)

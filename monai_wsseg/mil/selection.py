@@ -15,6 +15,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from ignite.metrics import Metric
+from typing_extensions import override
 
 from monai_wsseg.datasets.manifest import SlideRecord
 from monai_wsseg.metrics.slide_labels import top_cells, top_cells_auc
@@ -39,12 +40,15 @@ class SlideLabelScore(Metric):
         self.fraction = float(fraction)
         super().__init__(output_transform=output_transform, device=device)
 
+    @override
     def iteration_completed(self, engine) -> None:
         self.update(self._output_transform(engine.state.output))
 
+    @override
     def reset(self) -> None:
         self._cells: list[tuple[np.ndarray, int]] = []
 
+    @override
     def update(self, output: dict) -> None:
         if not output or "prob" not in output or output.get("label") not in (0, 1):
             return
@@ -53,6 +57,7 @@ class SlideLabelScore(Metric):
         if cells.size:
             self._cells.append((cells.astype(np.float32), int(output["label"])))
 
+    @override
     def compute(self) -> float:
         cells = self._cells
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:

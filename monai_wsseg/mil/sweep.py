@@ -91,10 +91,12 @@ class SweepDefinition:
 
     @property
     def config_dir(self) -> Path:
+        """The bundle's ``configs/`` folder."""
         return self.bundle / "configs"
 
     @property
     def meta_file(self) -> Path:
+        """The bundle's ``configs/metadata.json``."""
         return self.config_dir / "metadata.json"
 
     def grid(self) -> list[tuple[float, float]]:

@@ -135,7 +135,7 @@ def plot_matrix(results: Sequence[ConfigResult | Mapping[str, Any]], path: str |
     mats = matrices(results, alphas, betas)
     fig, axes = plt.subplots(1, len(PANELS), figsize=(4.2 * len(PANELS), 4.2), constrained_layout=True)
     cmap = matplotlib.colormaps["viridis"].with_extremes(bad="white")  # missing results: blank
-    for ax, (key, name) in zip(np.atleast_1d(axes), PANELS):
+    for ax, (key, name) in zip(np.atleast_1d(axes), PANELS, strict=True):
         m = mats[key]
         im = ax.imshow(np.ma.masked_invalid(m), cmap=cmap, vmin=0.0, vmax=1.0)
         for i, a in enumerate(alphas):

@@ -91,7 +91,7 @@ class MILTrainer(SupervisedTrainer):
 
             set_determinism(seed=self.seed * 100_003 + engine.state.epoch)
         dataset = getattr(self.data_loader, "dataset", None)
-        if hasattr(dataset, "set_epoch"):
+        if dataset is not None and hasattr(dataset, "set_epoch"):
             dataset.set_epoch(engine.state.epoch)
         self._epoch_skipped = {}
 
@@ -99,9 +99,9 @@ class MILTrainer(SupervisedTrainer):
         if self._epoch_skipped:
             lines = "\n  ".join(f"{slide}: {err}" for slide, err in sorted(self._epoch_skipped.items()))
             logger.warning("epoch %d: %d slide(s) skipped:\n  %s", engine.state.epoch, len(self._epoch_skipped), lines)
-        engine.state.skipped_slides.update(self._epoch_skipped)
+        engine.state.skipped_slides.update(self._epoch_skipped)  # type: ignore[attr-defined]  # set in __init__
 
-    def _iteration(self, engine: MILTrainer, batchdata: dict) -> dict:
+    def _iteration(self, engine: SupervisedTrainer, batchdata: dict) -> dict:
         for slide, err in batchdata.get("errors", []):
             if slide not in self._epoch_skipped:
                 logger.warning("iteration %d: skipped %s: %s", engine.state.iteration, slide, err)

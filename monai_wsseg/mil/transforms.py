@@ -29,6 +29,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 from monai.transforms import Compose, Randomizable, Transform
+from typing_extensions import override
 
 from monai_wsseg.wsi.stain import hed_jitter
 
@@ -321,7 +322,7 @@ def _check_stats(name: str, values: Sequence[float], *, positive: bool) -> tuple
         raise ValueError(
             f"BagStandardize: {name} {list(vals)} must be in [0, 1] units (divide 0-255 statistics by 255)"
         )
-    return vals  # type: ignore[return-value]
+    return vals
 
 
 class BagStandardize(Transform):
@@ -344,6 +345,7 @@ class BagStandardize(Transform):
         self._scale_unit = torch.from_numpy(1.0 / std64).to(torch.float32).view(1, 3, 1, 1)
         self._scale_uint8 = torch.from_numpy(1.0 / (255.0 * std64)).to(torch.float32).view(1, 3, 1, 1)
 
+    @override
     def __call__(self, bag: torch.Tensor | np.ndarray) -> torch.Tensor:
         bag = _as_bag(bag, "BagStandardize")
         scale = self._scale_uint8 if bag.dtype == torch.uint8 else self._scale_unit

@@ -16,6 +16,7 @@ import torch
 import torch.distributed as dist
 from ignite.metrics import Metric
 from monai.engines import Evaluator
+from typing_extensions import override
 
 from monai_wsseg.datasets.manifest import SlideRecord
 from monai_wsseg.inference.cohort import shard
@@ -66,14 +67,17 @@ class TumorAUC(Metric):
     def __init__(self, output_transform=lambda x: x, device: str | torch.device = "cpu") -> None:
         super().__init__(output_transform=output_transform, device=device)
 
+    @override
     def iteration_completed(self, engine) -> None:
         # Ignite's default insists on (y_pred, y) pairs; a slide map output is a dict of arrays.
         self.update(self._output_transform(engine.state.output))
 
+    @override
     def reset(self) -> None:
         self._pixels = AUCAccumulator()
         self._slides: list[tuple[float, int]] = []
 
+    @override
     def update(self, output: dict) -> None:
         if not output or "prob" not in output:
             return
@@ -84,6 +88,7 @@ class TumorAUC(Metric):
         if valid.any():
             self._slides.append((float(np.nanmax(np.where(valid, prob, np.nan))), int(output["label"])))
 
+    @override
     def compute(self) -> float:
         pos, neg, slides = self._pixels.pos, self._pixels.neg, self._slides
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
@@ -145,7 +150,8 @@ class SlideMapEvaluator(Evaluator):
         self.network = inferer.network  # what checkpoint handlers and MONAI's evaluator hooks expect
         self._targets: dict[str, tuple] = {}  # slide -> (tissue mask, tissue cells, truth): fixed across epochs
 
-    def _iteration(self, engine: SlideMapEvaluator, record: SlideRecord | None) -> dict:
+    # The loader yields slide records (one per iteration), not the dict batches MONAI's Workflow declares.
+    def _iteration(self, engine: SlideMapEvaluator, record: SlideRecord | None) -> dict:  # type: ignore[override]
         if record is None:
             return {}
         try:

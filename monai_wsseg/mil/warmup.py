@@ -56,6 +56,7 @@ class ProxyWarmup:
         self.own = (float(loss.alpha), float(loss.beta))
 
     def attach(self, engine: Engine) -> None:
+        """Set the loss shares at the start of every epoch (``EPOCH_STARTED``) of ``engine``."""
         engine.add_event_handler(Events.EPOCH_STARTED, self)
 
     def shares(self, epoch: int) -> tuple[float, float]:
@@ -69,4 +70,5 @@ class ProxyWarmup:
         return wa + t * (oa - wa), wb + t * (ob - wb)
 
     def __call__(self, engine: Engine) -> None:
+        """Set the loss's ``alpha`` and ``beta`` to :meth:`shares` of the engine's epoch."""
         self.loss.alpha, self.loss.beta = self.shares(int(engine.state.epoch))

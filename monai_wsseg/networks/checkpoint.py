@@ -54,7 +54,7 @@ def load_checkpoint(path: str | os.PathLike, *, what: str = "a checkpoint",
         detail = re.search(r"Unsupported operand \d+", text)
         raise CheckpointError(f"{path}: cannot be read as {what}: not a torch checkpoint "
                               f"({detail.group(0) if detail else 'corrupt pickle'})") from None
-    except Exception as exc:  # noqa: BLE001 - zip, EOF and torch errors all mean "not a usable checkpoint"
+    except Exception as exc:  # zip, EOF and torch errors all mean "not a usable checkpoint"
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         # torch's zip errors go on for sentences of advice; the first says what is wrong
         raise CheckpointError(f"{path}: cannot be read as {what} (truncated or damaged?): "
@@ -63,7 +63,7 @@ def load_checkpoint(path: str | os.PathLike, *, what: str = "a checkpoint",
 _KEYS = ("model", "network", "state_dict", "net")
 
 
-def state_dict_of(checkpoint: dict, path: str | os.PathLike = "checkpoint", key: str | None = None) -> dict:
+def state_dict_of(checkpoint: object, path: str | os.PathLike = "checkpoint", key: str | None = None) -> dict:
     """The network weights inside a loaded checkpoint.
 
     Accepts what the bundles' ``CheckpointSaver`` writes (a bare ``state_dict`` when it saves the model
@@ -73,19 +73,20 @@ def state_dict_of(checkpoint: dict, path: str | os.PathLike = "checkpoint", key:
     """
     if not isinstance(checkpoint, dict):
         raise ValueError(f"{path}: not a checkpoint (a {type(checkpoint).__name__}, expected a dict of weights)")
+    state: dict = checkpoint
     keys = (key,) if key else _KEYS
     for k in keys:
-        if isinstance(checkpoint.get(k), dict):
-            checkpoint = checkpoint[k]
+        if isinstance(state.get(k), dict):
+            state = state[k]
             break
     else:
         if key:
-            raise ValueError(f"{path}: no '{key}' in the checkpoint (keys: {', '.join(map(str, checkpoint))})")
-    if not all(isinstance(v, torch.Tensor) for v in checkpoint.values()):
-        raise ValueError(f"{path}: no network weights found (keys: {', '.join(map(str, list(checkpoint)[:6]))})")
-    if checkpoint and all(k.startswith("module.") for k in checkpoint):
-        checkpoint = {k[len("module."):]: v for k, v in checkpoint.items()}
-    return checkpoint
+            raise ValueError(f"{path}: no '{key}' in the checkpoint (keys: {', '.join(map(str, state))})")
+    if not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"{path}: no network weights found (keys: {', '.join(map(str, list(state)[:6]))})")
+    if state and all(k.startswith("module.") for k in state):
+        state = {k[len("module."):]: v for k, v in state.items()}
+    return state
 
 
 def read_state_dict(path: str | os.PathLike, *, key: str | None = None, missing: str = "checkpoint",

@@ -122,11 +122,12 @@ def dilate_basic_layer(layer: nn.Sequential, previous: int = 1, dilation: int = 
     As torchvision does for Bottleneck stages, the first conv of the stage keeps the previous stage's
     dilation and every other conv gets ``dilation``; output stride 8 dilates layer3 (1 → 2) then layer4 (2 → 4).
     """
-    first = layer[0]
+    blocks: list[models.resnet.BasicBlock] = list(layer)
+    first = blocks[0]
     first.conv1.stride = (1, 1)
     if first.downsample is not None:
         first.downsample[0].stride = (1, 1)
-    for i, block in enumerate(layer):
+    for i, block in enumerate(blocks):
         for conv in (block.conv1, block.conv2):
             d = previous if (i == 0 and conv is block.conv1) else dilation
             conv.dilation, conv.padding = (d, d), (d, d)

@@ -48,7 +48,7 @@ def cell_uniforms(key: int, i: np.ndarray, j: np.ndarray, n: int) -> np.ndarray:
 def smooth_noise(rng: np.random.Generator, shape: tuple[int, int], scale: float) -> np.ndarray:
     """Zero-mean unit-std random field with correlation length ``scale`` nodes (float32)."""
     step = max(1.0, scale / 4.0)
-    small = (int(math.ceil(shape[0] / step)) + 4, int(math.ceil(shape[1] / step)) + 4)
+    small = (math.ceil(shape[0] / step) + 4, math.ceil(shape[1] / step) + 4)
     field = ndimage.gaussian_filter(rng.standard_normal(small), scale / step, mode="wrap")
     if step > 1:
         field = ndimage.zoom(field, step, order=1)
@@ -69,6 +69,7 @@ class CoarseGrid:
         return gx, gy
 
     def at(self, name: str, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Field ``name`` bilinearly interpolated at pixels ``(x, y)`` (arrays of one shape), as float32."""
         f = self.fields[name]
         gx, gy = self._coords(x, y)
         j, i = gx.astype(np.int64), gy.astype(np.int64)

@@ -347,6 +347,7 @@ def make_patch_set(out_dir: str | os.PathLike, *, n_train: int = 200, n_val: int
         layout, idx, rng, key = _patch_layout(i, split, seed, n_cls, cls_kinds, size, mpp, p)
         present = set(np.unique(idx).tolist())
         bits = " ".join("1" if c in present else "0" for c in range(n_cls))
+        targets: list[tuple[Path, np.ndarray | None]]
         if split_name == "training":
             targets = [(out / "training" / f"train_{i:05d}[{bits}].png", None)]
         else:

@@ -52,8 +52,8 @@ def second_lab(params: TextureParams = HARD_PARAMS) -> TextureParams:
     h = h / np.linalg.norm(h) * np.linalg.norm(params.hematoxylin_od)
     return dataclasses.replace(
         params,
-        hematoxylin_od=tuple(float(v) for v in h),
-        eosin_od=tuple(0.75 * v for v in params.eosin_od),
+        hematoxylin_od=(float(h[0]), float(h[1]), float(h[2])),
+        eosin_od=(0.75 * params.eosin_od[0], 0.75 * params.eosin_od[1], 0.75 * params.eosin_od[2]),
         glass_rgb=(236.0, 240.0, 226.0),
         blur_um=0.6,
     )

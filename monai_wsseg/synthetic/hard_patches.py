@@ -44,10 +44,10 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from monai_wsseg.synthetic.generator import make_patch_set
-from monai_wsseg.synthetic.params import TextureParams
 from monai_wsseg.metrics.tissue import TissueConfusion
+from monai_wsseg.synthetic.generator import make_patch_set
 from monai_wsseg.synthetic.hard import second_lab
+from monai_wsseg.synthetic.params import TextureParams
 
 __all__ = ["CLASS_NAMES", "HARD_PATCH_PARAMS", "LAB2_QUALITY", "colour_baseline", "make_hard_patch_sets"]
 
@@ -81,12 +81,12 @@ def make_hard_patch_sets(out_dir: str | os.PathLike, *, n_train: int = 300, n_va
     Returns ``{"home": home folder, "lab2": lab2 folder}``.
     """
     out = Path(out_dir)
-    common = {"size": size, "mpp": mpp, "class_names": CLASS_NAMES}
     return {
         "home": make_patch_set(out / "home", n_train=n_train, n_val=n_val, n_test=n_test, seed=seed,
-                               params=HARD_PATCH_PARAMS, **common),
+                               params=HARD_PATCH_PARAMS, size=size, mpp=mpp, class_names=CLASS_NAMES),
         "lab2": make_patch_set(out / "lab2", n_train=0, n_val=0, n_test=n_test, seed=seed + 1,
-                               params=second_lab(HARD_PATCH_PARAMS), quality=LAB2_QUALITY, **common),
+                               params=second_lab(HARD_PATCH_PARAMS), quality=LAB2_QUALITY, size=size, mpp=mpp,
+                               class_names=CLASS_NAMES),
     }
 
 
@@ -151,10 +151,10 @@ def colour_baseline(root: str | os.PathLike, *, class_names: Sequence[str] = CLA
         inv_covs.append(np.linalg.inv(cov))
         log_norms.append(np.log(prior) - 0.5 * np.linalg.slogdet(cov)[1])
     conf = TissueConfusion(k, ignore_index=k)
-    for f, m in zip(*_split_pixels(root, score_split, window)):
+    for f, m in zip(*_split_pixels(root, score_split, window), strict=True):
         scores = [ln - 0.5 * np.einsum("ni,ij,nj->n", f - mu, ic, f - mu)
-                  for mu, ic, ln in zip(means, inv_covs, log_norms)]
+                  for mu, ic, ln in zip(means, inv_covs, log_norms, strict=True)]
         conf.update(np.argmax(np.stack(scores), axis=0), m)
     s = conf.scores()
-    return {"iou": {name: float(v) for name, v in zip(class_names, s["iou"])}, "miou": s["miou"],
+    return {"iou": {name: float(v) for name, v in zip(class_names, s["iou"], strict=True)}, "miou": s["miou"],
             "fwiou": s["fwiou"], "acc": s["acc"], "window": window}

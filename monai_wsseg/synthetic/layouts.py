@@ -13,6 +13,7 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
+from typing_extensions import override
 
 from monai_wsseg.synthetic.fields import CoarseGrid, smooth_noise
 from monai_wsseg.synthetic.nuclei import nucleus_arrays, outline
@@ -55,9 +56,11 @@ class Layout:
         self.grid.fields["fibre_contrast"] = np.clip(0.75 + 0.35 * smooth_noise(rng, shape, 100.0 / um), 0.2, 1.2)
 
     def kinds_at(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Tissue kind code at level-0 pixels ``(x, y)`` (arrays of one shape)."""
         raise NotImplementedError
 
     def kinds_dense(self, x0: int, y0: int, w: int, h: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """Kind codes of the ``(h, w)`` block at level-0 ``(x0, y0)``, and its gland-lumen mask (``None``: no lumen)."""
         raise NotImplementedError
 
 
@@ -118,7 +121,7 @@ class SlideLayout(Layout):
         is_tissue = tissue >= self.t_tissue
 
         # tumor: irregular blobs inside tissue, thresholded to a target fraction of the tissue
-        tum = np.full(shape, -1e3, np.float32)
+        tum: np.ndarray = np.full(shape, -1e3, np.float32)
         if tumor:
             tum = smooth_noise(rng, shape, 300.0 / um) + 0.35 * smooth_noise(rng, shape, 80.0 / um)
             cand = np.flatnonzero(is_tissue & inside)
@@ -163,6 +166,7 @@ class SlideLayout(Layout):
             self.grid.fields["benign"] = blobs(brng, free, is_tissue & inside, brng.uniform(*share),
                                                (60.0 / um, 200.0 / um), smooth_noise(brng, shape, 30.0 / um))
 
+    @override
     def kinds_at(self, x, y):
         g = self.grid
         return self._rule(g.at("tissue", x, y), g.at("tumor", x, y), g.at("lymph", x, y), g.at("benign", x, y))
@@ -175,6 +179,7 @@ class SlideLayout(Layout):
         kinds[tissue < self.t_tissue] = GLASS
         return kinds
 
+    @override
     def kinds_dense(self, x0, y0, w, h):
         g = self.grid
         fields = []
@@ -241,12 +246,12 @@ class SlideLayout(Layout):
         cx = np.concatenate([q[0] for q in parts]) if parts else np.zeros(0)
         cy = np.concatenate([q[1] for q in parts]) if parts else np.zeros(0)
         angle = np.concatenate([q[2] for q in parts]) if parts else np.zeros(0)
-        k = cx.size
-        a = rng.uniform(0.9, 1.1, k) * p.gland_nucleus_um[0] / 2 / self.mpp
-        b = a * rng.uniform(0.9, 1.1, k) * p.gland_nucleus_um[1] / p.gland_nucleus_um[0]
+        count = cx.size
+        a = rng.uniform(0.9, 1.1, count) * p.gland_nucleus_um[0] / 2 / self.mpp
+        b = a * rng.uniform(0.9, 1.1, count) * p.gland_nucleus_um[1] / p.gland_nucleus_um[0]
         self.gland_nuclei = nucleus_arrays(
             cx, cy, a, b,
-            angle, np.zeros((4, k)), rng.uniform(0.85, 1.1, k), None, 0.15, np.zeros(k), GLAND)
+            angle, np.zeros((4, count)), rng.uniform(0.85, 1.1, count), None, 0.15, np.zeros(count), GLAND)
 
 
 class PatchLayout(Layout):
@@ -267,6 +272,7 @@ class PatchLayout(Layout):
         self.weights = rng.uniform(0, 0.05 * size * size, len(kinds))
         self._texture_fields(rng, p)
 
+    @override
     def kinds_at(self, x, y):
         x = np.asarray(x, np.float32)
         y = np.asarray(y, np.float32)
@@ -274,9 +280,10 @@ class PatchLayout(Layout):
             return np.full(x.shape, self.region_kinds[0], np.uint8)
         xw = x + self.grid.at("wx", x, y)
         yw = y + self.grid.at("wy", x, y)
-        d = [(xw - sx) ** 2 + (yw - sy) ** 2 - wgt for (sx, sy), wgt in zip(self.seeds, self.weights)]
+        d = [(xw - sx) ** 2 + (yw - sy) ** 2 - wgt for (sx, sy), wgt in zip(self.seeds, self.weights, strict=True)]
         return self.region_kinds[np.argmin(np.stack(d), axis=0)]
 
+    @override
     def kinds_dense(self, x0, y0, w, h):
         yy, xx = np.mgrid[y0 : y0 + h, x0 : x0 + w].astype(np.float32)
         return self.kinds_at(xx, yy), None

@@ -53,7 +53,7 @@ def populations(p: TextureParams) -> dict[int, list[Population]]:
                           (0.9, 1.15), keep=0.6, along_fibres=True)
     stray_lym = dataclasses.replace(lym, kind=STROMA, spacing_um=45.0, keep=0.35)
     tas_spindle = dataclasses.replace(spindle, kind=TAS, spacing_um=p.stroma_spacing_um * 1.1,
-                                      diameter_um=tuple(d * 1.15 for d in spindle.diameter_um))
+                                      diameter_um=(spindle.diameter_um[0] * 1.15, spindle.diameter_um[1] * 1.15))
     tumor = Population(TUMOR, p.tumor_spacing_um, p.tumor_diameter_um, (0.65, 0.95), p.tumor_core_h,
                        rim_h=p.tumor_rim_h, keep=0.97, jitter=0.55, pleo=p.tumor_pleomorphism,
                        chromatin=0.3, nucleolus_um=2.0)
@@ -81,7 +81,10 @@ def outline(p: np.ndarray, q: np.ndarray, harm: Sequence[np.ndarray]) -> np.ndar
 def nucleus_arrays(x, y, a, b, angle, harm, h, rim_h, chromatin, nucleolus, kind) -> dict[str, np.ndarray]:
     """Nuclei as flat float32 arrays (centre, half axes, orientation, outline harmonics, stain) for :func:`stamp`."""
     n = np.asarray(x).size
-    f32 = lambda v: np.broadcast_to(np.asarray(v, np.float32), (n,)).copy()  # noqa: E731
+
+    def f32(v) -> np.ndarray:
+        return np.broadcast_to(np.asarray(v, np.float32), (n,)).copy()
+
     return dict(x=f32(x), y=f32(y), a=f32(np.maximum(a, 0.5)), b=f32(np.maximum(b, 0.4)),
                 cos=f32(np.cos(angle)), sin=f32(np.sin(angle)),
                 c2=f32(harm[0]), s2=f32(harm[1]), c3=f32(harm[2]), s3=f32(harm[3]),
@@ -105,7 +108,10 @@ def seed_nuclei(layout: Layout, pop: Population, pid: int, x0: int, y0: int, w: 
     r, cx, cy = r[:, keep], cx[keep], cy[keep]
     if cx.size == 0:
         return None
-    lerp = lambda rng2, u: rng2[0] + (rng2[1] - rng2[0]) * u  # noqa: E731
+
+    def lerp(rng2, u):
+        return rng2[0] + (rng2[1] - rng2[0]) * u
+
     a = lerp(pop.diameter_um, r[3]) / 2 / mpp
     b = a * lerp(pop.aspect, r[4])
     if pop.along_fibres:

@@ -72,11 +72,12 @@ class TextureParams:
     benign_nucleus_um: tuple[float, float] = (7.0, 9.0)
     benign_spacing_um: float = 10.0
     benign_h: tuple[float, float] = (0.78, 0.98)
-    lymph_fraction_normal: tuple[float, float] | None = None  # lymphoid share of a normal slide (default: tumor_fraction)
+    # lymphoid share of a normal slide (default: tumor_fraction)
+    lymph_fraction_normal: tuple[float, float] | None = None
     colour_cast: float = 0.0  # per-slide relative std of each channel's optical density (scanner / stain batch)
     blur_um: float = 0.0  # focus blur: Gaussian sigma in microns, applied to the rendered slide
 
-    def variant(self, seed: int, strength: float = 1.0) -> "TextureParams":
+    def variant(self, seed: int, strength: float = 1.0) -> TextureParams:
         """A shifted parameter set (other stain hue, sizes, densities) for generalisation tests.
 
         Tumor nuclei stay >= 12 µm and lymphocytes stay small, so the classes keep their meaning.

@@ -85,6 +85,8 @@ class NoiseBank:
         self.shift = rng.integers(0, size, (8, 2))
 
     def window(self, which: str, x0: int, y0: int, h: int, w: int, variant: int = 0) -> np.ndarray:
+        """The ``(h, w)`` window of bank ``which`` (``"white"``, ``"grain"``, ``"blob"``) at ``(x0, y0)``,
+        wrapped around the bank; ``variant`` picks one of 8 shifted copies."""
         bank = getattr(self, which)
         r = (y0 + int(self.shift[variant, 0])) % self.size
         c = (x0 + int(self.shift[variant, 1])) % self.size

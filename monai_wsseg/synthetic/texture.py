@@ -80,6 +80,9 @@ def render_block(layout: Layout, stain: Stain, bank: NoiseBank, tables: Sequence
     ee *= texture
     if lumen is not None:
         hh[lumen], ee[lumen] = layout.lumen_he
+    nh: np.ndarray  # flat while the nuclei are stamped, (h, w) after
+    na: np.ndarray
+    ne: np.ndarray
     nh, na, ne = (np.zeros(h * w, np.float32) for _ in range(3))
     for kind, plist in pops.items():
         if present[kind] == 0:

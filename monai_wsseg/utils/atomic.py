@@ -72,9 +72,9 @@ def write_atomically(path: str | os.PathLike, write: Callable[[Path], Any]) -> P
 
 
 def write_text_atomically(path: str | os.PathLike, text: str, encoding: str = "utf-8") -> Path:
-    """Write ``text`` to ``path`` atomically (see :func:`write_atomically`). Returns ``path``.
+    r"""Write ``text`` to ``path`` atomically (see :func:`write_atomically`). Returns ``path``.
 
-    Line endings are written as given (no ``\\n`` translation), so CSV text made by :mod:`csv` keeps its
+    Line endings are written as given (no ``\n`` translation), so CSV text made by :mod:`csv` keeps its
     own terminators.
     """
 

@@ -76,8 +76,9 @@ def smooth_planes(rgb: np.ndarray | Planes, sigma: float = 1.0) -> Planes:
     takes twice as long.
     """
     if isinstance(rgb, np.ndarray):
-        rgb = tuple(np.ascontiguousarray(rgb[..., c], dtype=np.float32) for c in range(3))  # type: ignore[assignment]
-    return tuple(  # type: ignore[return-value]
+        r, g, b = (np.ascontiguousarray(rgb[..., c], dtype=np.float32) for c in range(3))
+        rgb = (r, g, b)
+    return tuple(
         ndi.gaussian_filter(plane, sigma=sigma, mode="nearest", truncate=3.0) for plane in rgb
     )
 

@@ -35,7 +35,7 @@ def patch_footprint(slide_mpp: float, patch_size: int, mpp: float) -> float:
 
 def _axis_starts(length: int, footprint: float, stride: float) -> np.ndarray:
     """Level-0 starts ``floor(k · stride)`` of every patch with ``start + footprint ≤ length``."""
-    count = int(math.floor((length - footprint) / stride + 1e-9)) + 1
+    count = math.floor((length - footprint) / stride + 1e-9) + 1
     starts = np.floor(np.arange(count, dtype=np.float64) * stride + 1e-9).astype(np.int64)
     # Flooring each start keeps start + footprint ≤ k·stride + footprint ≤ length.
     return starts

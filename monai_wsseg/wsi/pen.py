@@ -92,6 +92,7 @@ def pen_mask_from_planes(smooth: Planes, mpp: float) -> np.ndarray:
     # stays as it was, eosin's hue being too close to red to loosen anything there.
     own = stain_hue(hue, sat, val)
     if own is not None:
+        anchor: float | None
         if is_cast(own):
             anchor = own
         else:
@@ -101,7 +102,7 @@ def pen_mask_from_planes(smooth: Planes, mpp: float) -> np.ndarray:
             near &= (val >= 0.45) & (sat < VIVID_INK_SATURATION)  # black ink keeps its darkness rule
             strict &= ~near
             loose &= ~near
-    steps = max(1, int(round(PEN_HALO_UM / mpp)))
+    steps = max(1, round(PEN_HALO_UM / mpp))
     # Geodesic growth: strict ink spreads only through loose-ink pixels, at most `steps` pixels.
     pen = ndi.binary_dilation(strict, structure=np.ones((3, 3), bool), iterations=steps, mask=loose)
     # One more pixel unconditionally: the anti-aliased outermost rim matches neither rule set.

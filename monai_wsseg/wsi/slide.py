@@ -29,7 +29,7 @@ from PIL import Image
 
 from monai_wsseg.wsi.tiff_reader import PyramidTiffReader, check_tiff_integrity, tiff_mpp
 
-__all__ = ["Slide", "SlideReadError", "open_slide", "available_backends", "resolve_backend", "MPP_RTOL"]
+__all__ = ["MPP_RTOL", "Slide", "SlideReadError", "available_backends", "open_slide", "resolve_backend"]
 
 #: Relative tolerance within which a stored level counts as being "at" a requested mpp.
 MPP_RTOL = 0.05
@@ -48,7 +48,7 @@ def available_backends() -> list[str]:
     """Backends importable in this environment, in order of preference for ``backend="auto"``."""
     found = []
     try:
-        import cucim  # noqa: F401
+        import cucim  # noqa: F401 - imported only to probe that it loads
         import torch
 
         if torch.cuda.is_available():
@@ -56,7 +56,7 @@ def available_backends() -> list[str]:
     except Exception:  # cuCIM raises more than ImportError when its CUDA libraries are absent
         pass
     try:
-        import openslide  # noqa: F401
+        import openslide  # noqa: F401 - imported only to probe that it loads
 
         found.append("openslide")
     except Exception:
@@ -74,12 +74,12 @@ def resolve_backend(backend: str) -> str:
         return available_backends()[0]
     if backend == "cucim":
         try:
-            import cucim  # noqa: F401
+            import cucim  # noqa: F401 - imported only to probe that it loads
         except Exception as exc:
             raise ValueError(f"slide backend 'cucim' is not usable here ({exc}); install monai-wsseg[cucim]") from exc
     if backend == "openslide":
         try:
-            import openslide  # noqa: F401
+            import openslide  # noqa: F401 - imported only to probe that it loads
         except Exception as exc:
             raise ValueError(
                 f"slide backend 'openslide' is not usable here ({exc}); install monai-wsseg[openslide]"
@@ -224,6 +224,7 @@ class Slide:
 
     @property
     def level_count(self) -> int:
+        """Number of pyramid levels."""
         return len(self.level_dimensions)
 
     @property
@@ -340,7 +341,7 @@ class Slide:
         """Output rows ``r0:r1`` of a ``size`` region at ``f`` level pixels per output pixel."""
         w, _ = size
         x, y = (int(v) for v in location)
-        dx, dy = self.level_downsamples[level]
+        _, dy = self.level_downsamples[level]
         # Exact fractional source window of these rows, in level pixels relative to the region origin.
         sy0, sy1 = r0 * f, r1 * f
         iy0 = math.floor(sy0)

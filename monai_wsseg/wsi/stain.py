@@ -25,17 +25,18 @@ import json
 import logging
 import math
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 import torch
 from monai.transforms import Randomizable, Transform
+from typing_extensions import override
 
 __all__ = [
-    "fit_slide_stain",
     "HED_STAINS", "TISSUE_OD", "MacenkoNormalizer", "RandStainAugment", "ReinhardNormalizer", "StainTransform",
-    "hed_jitter", "od_to_rgb", "rgb_to_od", "slide_glass", "stain_normalizer", "tissue_pixels",
+    "fit_slide_stain", "hed_jitter", "od_to_rgb", "rgb_to_od", "slide_glass", "stain_normalizer", "tissue_pixels",
 ]
 
 logger = logging.getLogger(__name__)
@@ -54,14 +55,18 @@ _LMS_TO_RGB = np.linalg.inv(_RGB_TO_LMS)
 _LOG_LMS_TO_LAB = np.diag([3**-0.5, 6**-0.5, 2**-0.5]) @ np.array([[1.0, 1, 1], [1, 1, -2], [1, -1, 0]])
 
 
+@overload
+def rgb_to_od(rgb: np.ndarray) -> np.ndarray: ...
+@overload
+def rgb_to_od(rgb: torch.Tensor) -> torch.Tensor: ...
 def rgb_to_od(rgb: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
     """Optical density of uint8 values (0–255) or floats in [0, 1]; same shape, float32 (float64 kept)."""
     if isinstance(rgb, torch.Tensor):
         x = rgb.float() if rgb.dtype == torch.uint8 else rgb * 255.0
         return -torch.log10((x + 1.0) / 256.0)
     rgb = np.asarray(rgb)
-    x = rgb.astype(np.float32) if rgb.dtype == np.uint8 else rgb * 255.0
-    return -np.log10((x + 1.0) / 256.0)
+    v = rgb.astype(np.float32) if rgb.dtype == np.uint8 else rgb * 255.0
+    return -np.log10((v + 1.0) / 256.0)
 
 
 def od_to_rgb(od: np.ndarray | torch.Tensor, uint8: bool = False) -> np.ndarray | torch.Tensor:
@@ -169,6 +174,7 @@ class RandStainAugment(Randomizable, Transform):
         self.scale = self.R.uniform(1.0 - self.sigma, 1.0 + self.sigma, size=(int(data), 3))
         self.shift = self.R.uniform(-self.bias, self.bias, size=(int(data), 3))
 
+    @override
     def __call__(self, bag: torch.Tensor | np.ndarray, randomize: bool = True) -> torch.Tensor:
         bag = torch.as_tensor(bag)
         if bag.ndim != 4 or bag.shape[1] != 3:
@@ -215,7 +221,7 @@ class StainTransform:
         c = x.unbind(-2)
         rows = [c[0] * float(m[i, 0]) + c[1] * float(m[i, 1]) + c[2] * float(m[i, 2]) for i in range(3)]
         if offset is not None:
-            rows = [r + float(o) for r, o in zip(rows, offset)]
+            rows = [r + float(o) for r, o in zip(rows, offset, strict=True)]
         return torch.stack(rows, dim=-2)
 
     def _channels_first(self, x: torch.Tensor) -> torch.Tensor:
@@ -228,7 +234,12 @@ class StainTransform:
             out = self._mix(_LMS_TO_RGB, lms)
         return out.sub_(1.0).clamp_(0.0, 255.0).round_().to(torch.uint8)
 
+    @overload
+    def __call__(self, tile: np.ndarray) -> np.ndarray: ...
+    @overload
+    def __call__(self, tile: torch.Tensor) -> torch.Tensor: ...
     def __call__(self, tile: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
+        """Map a uint8 ``(..., 3)`` array or ``(B, 3, H, W)`` / ``(3, H, W)`` tensor; same type and shape back."""
         if isinstance(tile, torch.Tensor):
             if tile.dtype != torch.uint8 or tile.ndim not in (3, 4) or tile.shape[-3] != 3:
                 raise ValueError(f"StainTransform: expected a uint8 (B, 3, H, W) tensor, got {tile.dtype} "
@@ -394,10 +405,13 @@ def slide_glass(thumb: np.ndarray, tissue: np.ndarray, min_share: float = 0.02,
 def _check_stains(stains: np.ndarray, who: str) -> None:
     cos = abs(float(stains[0] @ stains[1])) / float(np.linalg.norm(stains[0]) * np.linalg.norm(stains[1]))
     if not cos < 0.995:  # one stain only (or NaN): the unmixing would divide by ~0
-        raise ValueError(f"{who}: the two stain vectors are almost parallel (cos {cos:.4f}); is only one stain present?")
+        raise ValueError(
+            f"{who}: the two stain vectors are almost parallel (cos {cos:.4f}); is only one stain present?"
+        )
 
 
-_METHODS = {"reinhard": ReinhardNormalizer, "macenko": MacenkoNormalizer}
+_METHODS: dict[str, type[ReinhardNormalizer] | type[MacenkoNormalizer]] = {
+    "reinhard": ReinhardNormalizer, "macenko": MacenkoNormalizer}
 
 
 def stain_normalizer(
@@ -416,25 +430,26 @@ def stain_normalizer(
     hint = "run scripts/compute_stats.py --dataset_dir <cohort> --stain_json <path> on the training split"
     if reference is None:
         raise ValueError(f"stain_normalizer: method {name!r} needs a reference; {hint}")
+    ref: Any = reference
     if isinstance(reference, (str, os.PathLike)):
         path = Path(reference)
         if not path.is_file():
             raise ValueError(f"stain_normalizer: reference file {path} not found; {hint}")
         try:
-            reference = json.loads(path.read_text())
+            ref = json.loads(path.read_text())
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise ValueError(f"stain_normalizer: reference file {path} is not valid JSON ({exc})") from None
-    if isinstance(reference, dict) and "method" not in reference:
-        if name not in reference:
+    if isinstance(ref, dict) and "method" not in ref:
+        if name not in ref:
             raise ValueError(f"stain_normalizer: the reference has no {name!r} entry (keys: "
-                             f"{', '.join(map(str, reference))}); {hint}")
-        reference = reference[name]
-    return _METHODS[name](reference)
+                             f"{', '.join(map(str, ref))}); {hint}")
+        ref = ref[name]
+    return _METHODS[name](ref)
 
 
 
 def fit_slide_stain(normalizer: ReinhardNormalizer | MacenkoNormalizer, slide, tissue,
-                    thumb: np.ndarray | None = None) -> StainTransform:
+                    thumb: np.ndarray | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
     """``normalizer``'s transform for one slide, fitted on the tissue pixels of a read at the mask's resolution.
 
     Args:
@@ -465,6 +480,6 @@ def fit_slide_stain(normalizer: ReinhardNormalizer | MacenkoNormalizer, slide, t
         return _unchanged
 
 
-def _unchanged(batch):
+def _unchanged(batch: torch.Tensor) -> torch.Tensor:
     """The stain transform of a slide left as read."""
     return batch

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import tifffile
 from monai.data import TiffFileWSIReader
+from typing_extensions import override
 
 __all__ = ["PyramidTiffReader", "check_tiff_integrity", "tiff_mpp"]
 
@@ -34,7 +35,7 @@ def tiff_mpp(wsi: tifffile.TiffFile) -> float | None:
     Looks at an Aperio description (``MPP = 0.499``), then the X/Y resolution tags with their unit.
     A resolution unit of "none" (or a missing tag) means no physical size is known.
     """
-    page = wsi.pages[0]
+    page = wsi.pages.first
     desc = page.description or ""
     if "Aperio" in desc:
         m = re.search(r"MPP\s*=\s*([0-9.eE+-]+)", desc)
@@ -93,16 +94,20 @@ class PyramidTiffReader(TiffFileWSIReader):
         super().__init__(**kwargs)
         self._arrays: dict[tuple[int, int], Any] = {}
 
-    def get_level_count(self, wsi: tifffile.TiffFile) -> int:  # type: ignore[override]
+    @override
+    def get_level_count(self, wsi: tifffile.TiffFile) -> int:  # type: ignore[override]  # MONAI's is static
         return len(_levels(wsi))
 
+    @override
     def get_size(self, wsi: tifffile.TiffFile, level: int) -> tuple[int, int]:
         shape = _levels(wsi)[level].shape
         return int(shape[0]), int(shape[1])
 
+    @override
     def get_downsample_ratio(self, wsi: tifffile.TiffFile, level: int) -> float:
         return self.get_size(wsi, 0)[0] / self.get_size(wsi, level)[0]
 
+    @override
     def get_mpp(self, wsi: tifffile.TiffFile, level: int) -> tuple[float, float]:
         mpp = tiff_mpp(wsi)
         if mpp is None:
@@ -121,7 +126,7 @@ class PyramidTiffReader(TiffFileWSIReader):
             self._arrays[key] = zarr.open(wsi.series[0].aszarr(level=level), mode="r")
         return self._arrays[key]
 
-    def _get_patch(self, wsi, location, size, level, dtype, mode) -> np.ndarray:  # type: ignore[override]
+    def _get_patch(self, wsi, location, size, level, dtype, mode) -> np.ndarray:
         ds = self.get_downsample_ratio(wsi, level)
         y, x = round(location[0] / ds), round(location[1] / ds)
         patch = np.asarray(self._array(wsi, level)[y : y + size[0], x : x + size[1]])

@@ -20,7 +20,7 @@ from PIL import Image
 
 from monai_wsseg.utils.atomic import write_atomically
 
-__all__ = ["write_pyramidal_tiff", "pyramid_shapes", "downsample2x"]
+__all__ = ["downsample2x", "pyramid_shapes", "write_pyramidal_tiff"]
 
 _COMPRESSION = {"jpeg": "jpeg", "zlib": "zlib", "deflate": "zlib", "none": None, None: None}
 _PHOTOMETRIC = {"rgb", "minisblack", "ycbcr"}
@@ -61,7 +61,7 @@ def downsample2x(image: np.ndarray, *, resample: str = "area") -> np.ndarray:
     if resample not in ("area", "nearest"):
         raise ValueError(f"resample must be 'area' or 'nearest', got {resample!r}")
     h, w = image.shape[:2]
-    out = np.empty(((h + 1) // 2, (w + 1) // 2) + image.shape[2:], dtype=np.uint8)
+    out = np.empty(((h + 1) // 2, (w + 1) // 2, *image.shape[2:]), dtype=np.uint8)
     if resample == "nearest":
         for r0 in range(0, h, _SLAB_ROWS):
             out[r0 // 2 : (r0 + _SLAB_ROWS) // 2] = image[r0 : r0 + _SLAB_ROWS : 2, ::2]

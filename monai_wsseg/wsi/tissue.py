@@ -60,7 +60,8 @@ class SlideLike(Protocol):
     mpp: float
     dimensions: tuple[int, int]
 
-    def thumbnail(self, mpp: float) -> np.ndarray: ...
+    def thumbnail(self, mpp: float) -> np.ndarray:
+        """The whole slide at ``mpp`` µm/px, ``(h, w, 3)`` uint8 RGB."""
 
 
 def tissue_mask_from_rgb(
@@ -123,8 +124,8 @@ def tissue_mask_from_rgb(
         mask = (sat > threshold) & not_white & ~pen
 
     px_area = mpp * mpp
-    min_object_px = int(math.ceil(min_object_um2 / px_area))
-    min_hole_px = int(math.ceil(min_hole_um2 / px_area))
+    min_object_px = math.ceil(min_object_um2 / px_area)
+    min_hole_px = math.ceil(min_hole_um2 / px_area)
     if min_object_px > 1:
         mask = remove_small_objects(mask, max_size=min_object_px - 1, connectivity=2)
     if min_hole_px > 1:
@@ -170,7 +171,7 @@ class TissueMask:
     @property
     def shape(self) -> tuple[int, int]:
         """(h, w) of the mask in mask pixels."""
-        return self.mask.shape  # type: ignore[return-value]
+        return self.mask.shape
 
     @property
     def fraction(self) -> float:

@@ -129,6 +129,7 @@ class AblationDefinition:
 
     @property
     def meta_file(self) -> Path:
+        """The bundle's ``configs/metadata.json``."""
         return self.bundle / "configs" / "metadata.json"
 
 
@@ -142,10 +143,10 @@ def _run(item: Any, key: str) -> Run:
     if phase not in (1, 2) or isinstance(phase, bool):
         raise ValueError(f"{key}.phase: must be 1 or 2, got {phase!r}")
     pda_mode = item.get("pda_mode", "pda")
-    if phase != 1 and "pda_mode" in item or pda_mode not in PDA_MODES:
+    if (phase != 1 and "pda_mode" in item) or pda_mode not in PDA_MODES:
         raise ValueError(f"{key}.pda_mode: one of {list(PDA_MODES)}, for phase 1 only; got {pda_mode!r}")
     layers = item.get("layers", [])
-    if phase != 2 and layers or not isinstance(layers, list):
+    if (phase != 2 and layers) or not isinstance(layers, list):
         raise ValueError(f"{key}.layers: a list of layer names, for phase 2 only; got {layers!r}")
     return Run(name, phase, pda_mode, tuple(text(v, f"{key}.layers") for v in layers))
 
@@ -264,6 +265,7 @@ class Setup:
     overrides: Mapping[str, Any]  # bundle_root, dataset_dir, --quick settings and the user's
 
     def files(self, phase: str) -> list[Path]:
+        """The profile's config files of ``phase``, merged in this order."""
         return list(self.definition.configs[self.profile][phase])
 
     def pairs(self, phase: str, **own: Any) -> dict[str, Any]:
@@ -277,6 +279,7 @@ class Setup:
         return {**bundle_runs.applicable(base, self.files(phase)), **own}
 
     def run_dir(self, name: str) -> Path:
+        """The output folder of run ``name``."""
         return self.out / name
 
 

@@ -152,6 +152,7 @@ class HookedForward:
         self.output_transform = output_transform or _default_logits
 
     def __call__(self, images: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """``images`` ``(B, 3, H, W)`` → ``(logits (B, C), {layer: activation (B, K, h, w)})``."""
         captured: dict[str, list[Any]] = {name: [] for name in self.layers}
 
         def hook(name: str) -> Callable[[nn.Module, Any, Any], None]:
@@ -318,7 +319,7 @@ def multi_layer_gradcam(
             cls = pick.to(torch.uint8).argmax(dim=1)[rows]
             target = (logits * pick.to(logits.dtype)).sum()
             grads = torch.autograd.grad(target, acts, retain_graph=r < n_rounds - 1, allow_unused=True)
-            for j, (a, g) in enumerate(zip(acts, grads)):
+            for j, (a, g) in enumerate(zip(acts, grads, strict=True)):
                 if g is None:
                     raise ValueError(f"the logits do not depend on layer {layers[j]!r}: not a usable CAM layer")
                 alpha = g.mean(dim=(2, 3))  # (B, K): channel weights (0 for images without an r-th class)
@@ -329,7 +330,7 @@ def multi_layer_gradcam(
         del logits, features, acts, x
 
     out: dict[str, torch.Tensor] = {}
-    for name, cam in zip(layers, low):
+    for name, cam in zip(layers, low, strict=True):
         cam = cam.float()
         if relu:
             cam = F.relu(cam)  # at feature resolution, as Grad-CAM and monai.visualize.GradCAM do

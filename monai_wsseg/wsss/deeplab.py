@@ -32,7 +32,7 @@ from monai_wsseg.networks.checkpoint import read_state_dict
 from monai_wsseg.networks.fcn import dilate_basic_layer
 from monai_wsseg.wsss.gate import GatedSegmenter, apply_gate, open_classes
 
-__all__ = ["DeepLabV3Plus", "ASPP", "GatedSegmenter", "apply_gate", "open_classes"]
+__all__ = ["ASPP", "DeepLabV3Plus", "GatedSegmenter", "apply_gate", "open_classes"]
 
 # (channels of layer1, channels of layer4) per backbone.
 _CHANNELS = {
@@ -145,7 +145,7 @@ class DeepLabV3Plus(nn.Module):
         # Read the weights file first: a wrong path fails before the (slow) weight initialisation.
         state = None if pretrained_path is None else _read_weights(pretrained_path, backbone)
         net = _dilated_resnet(backbone, output_stride)
-        if state is not None:
+        if state is not None and pretrained_path is not None:
             _load_backbone_weights(net, backbone, state, pretrained_path)
 
         self.num_classes = num_classes
@@ -194,7 +194,7 @@ def _dilated_resnet(backbone: str, output_stride: int) -> models.ResNet:
     if backbone in ("resnet18", "resnet34"):
         net = getattr(models, backbone)(weights=None)
         dilation = 1
-        for layer, flag in zip((net.layer2, net.layer3, net.layer4), dilate):
+        for layer, flag in zip((net.layer2, net.layer3, net.layer4), dilate, strict=True):
             if flag:
                 dilate_basic_layer(layer, previous=dilation, dilation=dilation * 2)
                 dilation *= 2

@@ -24,6 +24,7 @@ from monai_wsseg.metrics.tissue import TissueConfusion
 from monai_wsseg.utils.atomic import write_text_atomically
 from monai_wsseg.wsss.cam import cams_to_mask, multi_layer_gradcam
 from monai_wsseg.wsss.gate import apply_gate
+from monai_wsseg.wsss.pda import PDAClassifier
 
 __all__ = ["WSSSEvaluation"]
 
@@ -42,7 +43,7 @@ class WSSSEvaluation:
         class_names: one per class; epsilon: the gate's threshold.
     """
 
-    def __init__(self, classifier: nn.Module, segmenter: nn.Module | None, dataset: Dataset,
+    def __init__(self, classifier: PDAClassifier, segmenter: nn.Module | None, dataset: Dataset,
                  output_dir: str | os.PathLike, *, layers: Sequence[str], class_names: Sequence[str],
                  layer_names: Sequence[str] | None = None, epsilon: float = 0.1, batch_size: int = 8,
                  device: str | torch.device = "cpu", progress: bool = True) -> None:
@@ -55,6 +56,8 @@ class WSSSEvaluation:
         self.epsilon, self.batch_size, self.device, self.progress = epsilon, batch_size, torch.device(device), progress
 
     def run(self) -> dict[str, dict]:
+        """Score every layer's Grad-CAM masks (and the segmenter, with and without the gate) on the dataset,
+        write ``evaluation.csv`` / ``evaluation.md`` and return the scores per row."""
         k = len(self.class_names)
         ignore = getattr(self.dataset, "ignore_index", None)
         rows = {f"cam:{n}": TissueConfusion(k, ignore) for n in self.layer_names}
@@ -70,7 +73,7 @@ class WSSSEvaluation:
             labels = batch["label"].to(self.device)
             cams = multi_layer_gradcam(self.classifier.forward_with_features, images, labels, self.layers,
                                        out_size=tuple(images.shape[-2:]))
-            for layer, name in zip(self.layers, self.layer_names):
+            for layer, name in zip(self.layers, self.layer_names, strict=True):
                 rows[f"cam:{name}"].update(cams_to_mask(cams[layer], labels=labels).cpu().numpy(), truth)
             if self.segmenter is not None:
                 with torch.no_grad():
@@ -91,7 +94,8 @@ class WSSSEvaluation:
         text = io.StringIO()
         csv.writer(text).writerows([header, *table])
         write_text_atomically(self.output_dir / "evaluation.csv", text.getvalue())
-        md = ["# WSSS evaluation", "", f"Split of {len(self.dataset)} patches; white background ignored; "
+        n = len(self.dataset)  # type: ignore[arg-type]  # map-style datasets have __len__; torch's Dataset omits it
+        md = ["# WSSS evaluation", "", f"Split of {n} patches; white background ignored; "
               f"gate ε = {self.epsilon}. `cam:<layer>`: phase-1 Grad-CAM masks; `segmentation`: phase 2.", "",
               "| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
         md += ["| " + " | ".join(r) + " |" for r in table]

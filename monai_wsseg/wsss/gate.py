@@ -25,7 +25,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["apply_gate", "open_classes", "GatedSegmenter"]
+__all__ = ["GatedSegmenter", "apply_gate", "open_classes"]
 
 _TOL = 1e-4  # float rounding slack when checking that inputs are probabilities
 

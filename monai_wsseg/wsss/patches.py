@@ -242,11 +242,14 @@ class PatchClassificationDataset(_TransformMixin, Dataset):
         self.folder = self.root / split
         self.files = _png_files(self.folder, "training patch")
         self.labels = np.stack([parse_label(p.name, self.num_classes) for p in self.files])
-        empty = [p.name for p, lab in zip(self.files, self.labels) if not lab.any()]
+        empty = [p.name for p, lab in zip(self.files, self.labels, strict=True) if not lab.any()]
         if empty:
             # allowed (a patch of "none of the classes" is a valid negative), but usually a naming slip
             logger.warning("%s: %d patch(es) with an all-zero label, e.g. %s", self.folder, len(empty), empty[:3])
-        self.data = [{"name": p.name, "image": str(p), "label": lab.tolist()} for p, lab in zip(self.files, self.labels)]
+        self.data = [
+            {"name": p.name, "image": str(p), "label": lab.tolist()}
+            for p, lab in zip(self.files, self.labels, strict=True)
+        ]
         self.transform = transform
         self.with_background = bool(with_background)
         self.background_threshold, self.background_min_size_px = background_threshold, background_min_size_px
@@ -304,7 +307,8 @@ class PatchSegmentationDataset(_TransformMixin, Dataset):
                 parts.append(f"{len(no_image)} mask(s) without an image in {split_dir / 'img'}, e.g. {no_image[:5]}")
             raise FileNotFoundError(f"{split_dir}: " + "; ".join(parts))
         self.mask_files = [split_dir / "mask" / p.name for p in self.files]
-        self.data = [{"name": p.name, "image": str(p), "mask": str(m)} for p, m in zip(self.files, self.mask_files)]
+        self.data = [{"name": p.name, "image": str(p), "mask": str(m)}
+                     for p, m in zip(self.files, self.mask_files, strict=True)]
         self.transform = transform
 
     def __len__(self) -> int:

@@ -58,6 +58,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+from typing_extensions import override
 
 __all__ = ["PDAClassifier", "class_activation_maps", "dropout_attention"]
 
@@ -156,6 +157,7 @@ class PDAClassifier(nn.Module):
     def mu(self, value: float | None) -> None:
         self._mu = _check_mu(value)
 
+    @override
     def extra_repr(self) -> str:
         return f"mu={self._mu}, eval_attention={self.eval_attention}, cam_relu={self.cam_relu}"
 

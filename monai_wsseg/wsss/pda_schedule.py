@@ -21,7 +21,7 @@ attention with a constant μ = 0.7 after the same warm-up) and ``"none"`` (no PD
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Protocol
 
 from ignite.engine import Engine, Events
 from torch import nn
@@ -65,7 +65,13 @@ def mu_schedule(epoch: int, warmup: int = 3, sigma: float = 0.985, floor: float 
     return mu
 
 
-def unwrap_network(network: Any) -> nn.Module:
+class _OwnsMu(Protocol):
+    """What the schedule drives: a module with a settable PDA coefficient μ (``None``: PDA off)."""
+
+    mu: float | None
+
+
+def unwrap_network(network: Any) -> _OwnsMu:
     """The module that owns ``mu`` inside DDP / DataParallel (``.module``) or ``torch.compile`` wrappers."""
     current = network
     for _ in range(8):  # wrappers nest a few levels at most
@@ -145,7 +151,7 @@ class PDAScheduleHandler:
         if not engine.has_event_handler(self, Events.EPOCH_STARTED):
             engine.add_event_handler(Events.EPOCH_STARTED, self)
 
-    def _network(self, engine: Engine) -> nn.Module:
+    def _network(self, engine: Engine) -> _OwnsMu:
         if isinstance(self.network_or_attr, str):
             target: Any = engine
             for part in self.network_or_attr.split("."):
@@ -156,8 +162,9 @@ class PDAScheduleHandler:
         return unwrap_network(self.network_or_attr)
 
     def __call__(self, engine: Engine) -> None:
+        """Set μ of the epoch that starts on the network and in ``engine.state.pda_mu``, and log it."""
         epoch = engine.state.epoch - 1  # Ignite counts epochs from 1 and has already incremented it
         mu = self.mu_at(epoch)
         self._network(engine).mu = mu
-        engine.state.pda_mu = mu
+        engine.state.pda_mu = mu  # type: ignore[attr-defined]  # Ignite's State takes custom attributes
         logger.info("epoch %d: PDA mu = %s (mode %s)", epoch + 1, "off" if mu is None else f"{mu:.4f}", self.mode)

@@ -1,10 +1,10 @@
 """The pseudo-mask job of paper B: Grad-CAM masks at several layers for every training patch, on disk.
 
 For each patch of a dataset and each layer in ``layers`` (paper: ``b4_3``, ``b5_2``, ``bn7``) one palette
-PNG ``output_dir/<layer>/<name>`` is written (``layer_dirs`` renames a layer's folder): the argmax of the present classes' Grad-CAMs
-(:func:`~monai_wsseg.wsss.cam.multi_layer_gradcam` + :func:`~monai_wsseg.wsss.cam.cams_to_mask`),
-with white background set to ``background_index`` when one is given (LUAD-HistoSeg) and no background
-class otherwise (BCSS-WSSS, whose white areas are fat, i.e. tissue).
+PNG ``output_dir/<layer>/<name>`` is written (``layer_dirs`` renames a layer's folder): the argmax of the
+present classes' Grad-CAMs (:func:`~monai_wsseg.wsss.cam.multi_layer_gradcam` +
+:func:`~monai_wsseg.wsss.cam.cams_to_mask`), with white background set to ``background_index`` when one is
+given (LUAD-HistoSeg) and no background class otherwise (BCSS-WSSS, whose white areas are fat, i.e. tissue).
 
 Dataset items are dicts (MONAI style):
 
@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -90,8 +90,9 @@ def _known_names(dataset: Dataset) -> list[str] | None:
     data = getattr(dataset, "data", None)
     if isinstance(data, Sequence) and not isinstance(data, (str, bytes)):
         try:
-            if len(data) == len(dataset) and all(isinstance(d, Mapping) and isinstance(d.get("name"), str)
-                                                 for d in data):
+            # A dataset without __len__ raises the TypeError caught below.
+            n = len(dataset)  # type: ignore[arg-type]
+            if len(data) == n and all(isinstance(d, Mapping) and isinstance(d.get("name"), str) for d in data):
                 return [d["name"] for d in data]
         except TypeError:
             return None
@@ -129,7 +130,7 @@ def _resolve_network(network_or_fn: nn.Module | ForwardWithFeatures, layers: lis
 
 
 # ----------------------------------------------------------------------------------------- the job
-def write_pseudo_masks(
+def write_pseudo_masks(  # noqa: C901 - one job loop (skip, check, compute, write) over shared state
     network_or_fn: nn.Module | ForwardWithFeatures,
     dataset: Dataset,
     output_dir: str | os.PathLike,
@@ -199,7 +200,7 @@ def write_pseudo_masks(
     def done(name: str) -> bool:
         return all(mask_path(out, dirs[layer], name).exists() for layer in layers)
 
-    total = len(dataset)  # type: ignore[arg-type]
+    total = len(dataset)  # type: ignore[arg-type]  # map-style datasets have __len__; torch's Dataset omits it
     names = _known_names(dataset)
     source: Dataset = dataset
     pre_skipped = 0
@@ -208,12 +209,12 @@ def write_pseudo_masks(
         pre_skipped = total - len(todo)
         source = Subset(dataset, todo)
     counts = {"images": total, "written": 0, "skipped": pre_skipped, "files": 0}
-    if len(source) == 0:  # type: ignore[arg-type]
+    if len(source) == 0:  # type: ignore[arg-type]  # as above
         logger.info("pseudo masks: all %d patches already done in %s", total, out)
         return counts
 
-    loader = DataLoader(source, batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                        collate_fn=_collate)
+    loader: Iterable[Any] = DataLoader(source, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                                       collate_fn=_collate)
     if progress:
         from tqdm.auto import tqdm
 
@@ -334,6 +335,7 @@ class PseudoMaskJob:
             check_layer_names(network_or_fn, self.layers)
 
     def run(self) -> dict[str, int]:
+        """Run :func:`write_pseudo_masks`; returns its counts."""
         self.counts = write_pseudo_masks(self.network_or_fn, self.dataset, self.output_dir, self.layers,
                                          **self.kwargs)
         return self.counts

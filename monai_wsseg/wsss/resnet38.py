@@ -190,7 +190,7 @@ class ResNet38d(nn.Module):
             raise ValueError(f"block_dropout must be two probabilities in [0, 1), got {block_dropout}")
 
         def ch(c: int) -> int:
-            return max(1, int(round(c * width)))
+            return max(1, round(c * width))
 
         self.width = float(width)
         self.out_layers = tuple(out_layers)
@@ -215,6 +215,10 @@ class ResNet38d(nn.Module):
 
         if weights_path is not None:
             self.load_weights(weights_path, strict=weights_strict)
+        self._freeze(frozen_layers)
+
+    def _freeze(self, frozen_layers: Sequence[str]) -> None:
+        """Stop the gradients of ``frozen_layers`` and, with ``frozen_bn``, of every BatchNorm (kept in eval)."""
         for name in frozen_layers:
             if name == "final":  # a ReLU: nothing to freeze
                 continue

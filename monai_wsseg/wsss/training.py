@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import torch
 from ignite.metrics import Metric
+from typing_extensions import override
 
 from monai_wsseg.metrics.tissue import TissueConfusion
 
@@ -51,9 +52,11 @@ class TissueMIoU(Metric):
         self.last_scores: dict = {}
         super().__init__(output_transform=output_transform, device=device)
 
+    @override
     def reset(self) -> None:
         self._confusion = TissueConfusion(self.num_classes, self.ignore_index)
 
+    @override
     def update(self, output: Sequence) -> None:
         pred, mask = output
         pred = torch.stack(list(pred)) if isinstance(pred, (list, tuple)) else pred
@@ -62,6 +65,7 @@ class TissueMIoU(Metric):
             pred = pred.argmax(dim=1)
         self._confusion.update(pred.detach().cpu().numpy(), mask.detach().cpu().numpy().reshape(pred.shape))
 
+    @override
     def compute(self) -> float:
         self.last_scores = self._confusion.scores()
         return float(self.last_scores["miou"])

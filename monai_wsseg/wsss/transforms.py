@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 from monai.transforms import MapTransform, Randomizable
+from typing_extensions import override
 
 __all__ = ["RandFlipRot90d"]
 
@@ -40,6 +41,7 @@ class RandFlipRot90d(Randomizable, MapTransform):
         self.set_random_state(seed=seed)
         self._k, self._hflip, self._vflip = 0, False, False
 
+    @override
     def randomize(self, data: Any = None) -> None:
         # all four numbers are always drawn, so options do not shift the random stream
         apply = self.R.rand() < self.prob
@@ -73,6 +75,7 @@ class RandFlipRot90d(Randomizable, MapTransform):
         # negative strides would make torch.from_numpy / default_collate fail later
         return np.ascontiguousarray(arr)
 
+    @override
     def __call__(self, data: Mapping[Hashable, Any]) -> dict:
         d = dict(data)
         self.randomize()

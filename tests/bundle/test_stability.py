@@ -225,7 +225,7 @@ def test_one_seed_on_the_contracts_files(fabricated):
 
 
 def test_older_training_outputs_and_a_failing_seed(fabricated, monkeypatch):
-    protocol, calls, out = fabricated
+    protocol, _, out = fabricated
     train = stab._train
 
     def older(p, seed, train_dir, overrides):  # a bundle from before model_label.pt and validation.csv

@@ -12,12 +12,11 @@ import os
 import socket
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-from monai_wsseg.synthetic.generator import make_cohort
 from monai_wsseg.mil.trainer import latest_checkpoint
+from monai_wsseg.synthetic.generator import make_cohort
 from tests.conftest import PROJECT_ROOT
 
 BUNDLE = PROJECT_ROOT / "bundles" / "mil_tumor_segmentation"

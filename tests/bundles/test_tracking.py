@@ -12,8 +12,8 @@ import sqlite3
 
 import pytest
 
-from monai_wsseg.synthetic.generator import make_cohort
 from monai_wsseg.engines.tracking import step_loss
+from monai_wsseg.synthetic.generator import make_cohort
 from tests.conftest import PROJECT_ROOT
 
 BUNDLES = PROJECT_ROOT / "bundles"

@@ -78,7 +78,8 @@ def test_a_missing_pseudo_mask_folder_is_named(tmp_path):
     cmd = [sys.executable, "-m", "monai.bundle", "run", "training", "--bundle_root", str(BUNDLE), "--config_file",
            f"['{CONFIGS / 'train_seg.json'}','{CONFIGS / 'cpu_seg.json'}']", "--dataset_dir", str(data),
            "--output_dir", str(out), "--num_workers", "0"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=dict(os.environ, PYTHONWARNINGS="ignore"))
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, PYTHONWARNINGS="ignore"))
     assert proc.returncode != 0
     assert str(out / "pseudo" / "b5_2") in proc.stderr + proc.stdout
 

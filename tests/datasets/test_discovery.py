@@ -11,7 +11,7 @@ from tests.datasets.test_manifest import CONTROL, NORMAL, TUMOR, touch, write_cs
 def test_find_uses_manifest_and_assigns_splits_by_case(tmp_path):
     names = [f"p{c}_{k}.svs" for c in range(20) for k in range(2)]
     touch(tmp_path, *names)
-    rows = [f"p0_0.svs,1,test,p0", f"p0_1.svs,0,,p0"]  # case p0 already placed: p0_1 follows it
+    rows = ["p0_0.svs,1,test,p0", "p0_1.svs,0,,p0"]  # case p0 already placed: p0_1 follows it
     rows += [f"{n},{c % 2},,p{c}" for c in range(1, 20) for n in (f"p{c}_0.svs", f"p{c}_1.svs")]
     write_csv(tmp_path, "slide,label,split,case\n" + "\n".join(rows) + "\n")
     recs = find_manifest_or_slides(tmp_path, seed=0)

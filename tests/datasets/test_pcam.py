@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import re
 import subprocess
 import sys
 
@@ -115,9 +116,9 @@ def test_dataloader_workers_read_everything_in_order(pcam):
 
 
 def test_missing_file(tmp_path, pcam):
-    with pytest.raises(FileNotFoundError, match="nope_x.h5"):
+    with pytest.raises(FileNotFoundError, match=re.escape("nope_x.h5")):
         PCamDataset(tmp_path / "nope_x.h5")
-    with pytest.raises(FileNotFoundError, match="nope_y.h5"):
+    with pytest.raises(FileNotFoundError, match=re.escape("nope_y.h5")):
         PCamDataset(pcam[0], tmp_path / "nope_y.h5")
 
 
@@ -320,7 +321,7 @@ def test_script_loads_raw_state_dict_and_reports_bad_checkpoints(tmp_path, pcam)
     assert (net[0].weight == 1).all()
     wrong = tmp_path / "wrong.pt"
     torch.save({"state_dict": {"0.weight": torch.ones(2, 3, 1, 1)}}, wrong)
-    with pytest.raises(ValueError, match="wrong.pt.*do not fit"):
+    with pytest.raises(ValueError, match=r"wrong\.pt.*do not fit"):
         module.load_weights(net, wrong)
-    with pytest.raises(SystemExit, match="nope_x.h5"):
+    with pytest.raises(SystemExit, match=re.escape("nope_x.h5")):
         module.main(["--x", str(tmp_path / "nope_x.h5"), "--y", str(pcam[1]), "--ckpt", str(raw)])

@@ -89,7 +89,7 @@ def test_unusable_sample_codes(code):
 
 
 def test_sample_label_needs_sample_field():
-    with pytest.raises(ValueError, match="TCGA-05-4244.svs: .*no sample-type field"):
+    with pytest.raises(ValueError, match=r"TCGA-05-4244\.svs: .*no sample-type field"):
         sample_label("TCGA-05-4244.svs")
     with pytest.raises(ValueError, match="no TCGA barcode"):
         sample_label("slide.svs")
@@ -134,14 +134,14 @@ def test_split_fractions_are_counted_in_cases():
     for seed in range(5):
         splits = _split(items, seed=seed)
         sizes = [len(_cases(splits[n])) for n in SPLIT_NAMES]
-        for size, target in zip(sizes, (65, 15, 20)):
+        for size, target in zip(sizes, (65, 15, 20), strict=True):
             assert abs(size - target) <= 1, sizes
 
 
 @pytest.mark.parametrize("n_cases", [7, 23, 101])
 def test_split_sizes_are_floor_or_ceil_of_share(n_cases):
     splits = _split(_cohort(n_cases), seed=0)
-    for name, frac in zip(SPLIT_NAMES, (0.65, 0.15, 0.20)):
+    for name, frac in zip(SPLIT_NAMES, (0.65, 0.15, 0.20), strict=True):
         assert abs(len(_cases(splits[name])) - n_cases * frac) < 1
 
 
@@ -163,7 +163,7 @@ def test_split_is_stratified_by_case_label_set():
         splits = _split(items, seed=seed)
         for stratum in strata:
             n_s = sum(1 for v in stratum_of.values() if frozenset(v) == stratum)
-            for name, frac in zip(SPLIT_NAMES, (0.65, 0.15, 0.20)):
+            for name, frac in zip(SPLIT_NAMES, (0.65, 0.15, 0.20), strict=True):
                 got = sum(1 for c in _cases(splits[name]) if frozenset(stratum_of[c]) == stratum)
                 assert abs(got - n_s * frac) <= 2, (seed, sorted(stratum), name, got, n_s * frac)
 

@@ -1,3 +1,5 @@
+import itertools
+
 import pytest
 import torch
 from ignite.engine import Engine
@@ -64,7 +66,7 @@ def test_cosine_schedule_ends_low_constant_stays():
         opt.step()
         sched.step()
     assert rates[0] == pytest.approx(1.0) and rates[-1] == pytest.approx(0.1)
-    assert all(a > b for a, b in zip(rates, rates[1:]))
+    assert all(a > b for a, b in itertools.pairwise(rates))
     opt2 = torch.optim.SGD(_net().parameters(), lr=1.0)
     lr_scheduler(opt2, "constant").step()
     assert opt2.param_groups[0]["lr"] == 1.0

@@ -46,7 +46,7 @@ def expect_clear(case: str, call: Callable[[], Any], *, names: str, match: str) 
     """
     try:
         call()
-    except Exception as exc:  # noqa: BLE001 - the point is to classify whatever comes out
+    except Exception as exc:  # the point is to classify whatever comes out
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         clear = raised_here(exc) and names in first and match in str(exc)
         _record(case, "clear" if clear else "raw")
@@ -89,7 +89,7 @@ def assert_no_partial(case: str, folder: Path, *, killed: bool = False) -> None:
 
                 with Image.open(path) as im:
                     im.load()
-        except Exception as exc:  # noqa: BLE001 - any failure to read back means a partial file
+        except Exception as exc:  # any failure to read back means a partial file
             bad.append(f"{path.name}: incomplete ({type(exc).__name__})")
     if bad:
         TALLY["partial"] += 1
@@ -112,7 +112,7 @@ def public_tmp() -> Iterator[Path]:
 def _outcome(call: Callable[[], Any]) -> list | None:
     try:
         call()
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         return [type(exc).__name__, str(exc), raised_here(exc)]
     return None
 
@@ -133,7 +133,7 @@ def as_unprivileged(call: Callable[[], Any]) -> tuple[str, str, bool] | None:
             os.setgid(65534)
             os.setuid(65534)
             os.write(write, json.dumps(_outcome(call)).encode())
-        except BaseException:  # noqa: BLE001
+        except BaseException:
             code = 1
         finally:
             os._exit(code)
@@ -148,7 +148,7 @@ def as_unprivileged(call: Callable[[], Any]) -> tuple[str, str, bool] | None:
     return None if result is None else (result[0], result[1], bool(result[2]))
 
 
-def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # noqa: ARG001
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
     if not TALLY["tried"] and not MEASURED:
         return
     terminalreporter.section("fault suite tally")

@@ -24,7 +24,6 @@ from ignite.engine import Events
 from torch import nn
 
 from monai_wsseg.datasets.manifest import load_manifest
-from monai_wsseg.synthetic.generator import make_cohort
 from monai_wsseg.engines.checkpoints import AtomicCheckpointSaver, ResumeCheckpointLoader
 from monai_wsseg.inference.cohort import run_cohort
 from monai_wsseg.mil.bags import SlideBagDataset, collate_bags
@@ -32,6 +31,7 @@ from monai_wsseg.mil.loss import TopKBottomKMILLoss
 from monai_wsseg.mil.trainer import MILTrainer, latest_checkpoint
 from monai_wsseg.mil.transforms import bag_transform
 from monai_wsseg.networks.checkpoint import load_checkpoint
+from monai_wsseg.synthetic.generator import make_cohort
 from tests.bundles.test_mil_bundle import BUNDLE, TINY, config_files
 from tests.conftest import PROJECT_ROOT
 from tests.faults.conftest import MEASURED, assert_no_partial
@@ -107,8 +107,8 @@ def _trainer(cohort: Path, epochs: int, seed: int | None) -> MILTrainer:
     loader = DataLoader(dataset, batch_size=2, shuffle=True, num_workers=0, collate_fn=collate_bags)
     network = _Tiny()
     return MILTrainer(device="cpu", max_epochs=epochs, train_data_loader=loader, network=network,
-                      optimizer=torch.optim.Adam(network.parameters(), 1e-2), loss_function=TopKBottomKMILLoss(0.5, 0.2),
-                      seed=seed)
+                      optimizer=torch.optim.Adam(network.parameters(), 1e-2),
+                      loss_function=TopKBottomKMILLoss(0.5, 0.2), seed=seed)
 
 
 def _weights(trainer: MILTrainer) -> torch.Tensor:
@@ -144,7 +144,8 @@ def test_a_resumed_run_ends_where_the_uninterrupted_run_ends(cohort, tmp_path):
     unseeded, _ = _resumed(cohort, tmp_path / "b", seed=None)
     unseeded_diff = float((unseeded - _weights(unseeded_whole)).abs().max())
     MEASURED["resume vs uninterrupted (4 epochs, same seed)"] = (
-        f"max |weight difference| {diff:.3g} (weights up to {scale:.3g}); without per-epoch seeding {unseeded_diff:.3g}")
+        f"max |weight difference| {diff:.3g} (weights up to {scale:.3g}); "
+        f"without per-epoch seeding {unseeded_diff:.3g}")
     assert diff <= 1e-6 * max(1.0, scale)
     assert unseeded_diff > 100 * max(diff, 1e-7)
 

@@ -33,7 +33,8 @@ def folder(tmp_path: Path) -> Path:
     [
         ("empty file", "", "empty manifest"),
         ("header only", HEADER, "no slide rows, only a header"),
-        ("duplicate rows", HEADER + "a.svs,1,train,,p1\na.svs,1,train,,p1\n", "row 2 (line 3): slide 'a.svs' duplicates"),
+        ("duplicate rows", HEADER + "a.svs,1,train,,p1\na.svs,1,train,,p1\n",
+         "row 2 (line 3): slide 'a.svs' duplicates"),
         ("unknown column", "slide,label,lable\na.svs,1,0\n", "unknown column 'lable'"),
         ("label 2", HEADER + "a.svs,2,train,,p1\n", "label '2' is not 0 (normal) or 1 (tumor)"),
         ("label -1", HEADER + "a.svs,-1,train,,p1\n", "label '-1' is not 0"),
@@ -69,13 +70,14 @@ def test_the_training_config_forbids_escaping_paths_with_one_clear_last_line(fol
     parser["allow_outside_root"] = False
     try:
         parser.get_parsed_content("cohort")
-    except Exception as exc:  # noqa: BLE001 - MONAI's wrapper, checked below
+    except Exception as exc:  # MONAI's wrapper, checked below
         line = error_summary(exc)
     else:
         pytest.fail("allow_outside_root=False let a path outside the dataset folder through")
     assert line is not None and line.startswith(SUMMARY_PREFIX + "ValueError: " + str(folder / "manifest.csv"))
     assert "outside.svs" in line
-    expect_clear("bundle config: path escapes via ..", lambda: find_manifest_or_slides(folder, allow_outside_root=False),
+    expect_clear("bundle config: path escapes via ..",
+                 lambda: find_manifest_or_slides(folder, allow_outside_root=False),
                  names=str(folder / "manifest.csv"), match="outside")
 
 

@@ -9,8 +9,8 @@ from ignite.engine import Events
 
 from monai_wsseg.engines.checkpoints import AtomicCheckpointSaver
 from monai_wsseg.networks.checkpoint import load_checkpoint
-from tests.mil.test_trainer import bag_batch, make_trainer
 from tests.faults.conftest import assert_no_partial, expect_clear
+from tests.mil.test_trainer import bag_batch, make_trainer
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])

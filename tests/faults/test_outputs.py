@@ -28,7 +28,8 @@ def test_a_read_only_output_folder_is_refused_before_any_work(public_tmp):
         found = as_unprivileged(call)
         assert found is not None, f"{case}: an unprivileged user wrote into a mode-555 folder"
         kind, message, ours = found
-        clear = ours and kind == "OutputDirError" and str(locked) in message.splitlines()[0] and "not writable" in message
+        clear = (ours and kind == "OutputDirError" and str(locked) in message.splitlines()[0]
+                 and "not writable" in message)
         expect_handled(case, clear, f"{kind}: {message}")
 
 

@@ -10,9 +10,8 @@ from torch import nn
 from monai_wsseg.inference.engine import WSIInferer
 from monai_wsseg.inference.tiles import plan_tiles
 from monai_wsseg.wsi.slide import Slide, SlideReadError, open_slide
-from monai_wsseg.wsi.tiff_writer import write_pyramidal_tiff
 from monai_wsseg.wsi.tissue import TissueMask
-from tests.conftest import real_file, smooth_rgb
+from tests.conftest import real_file
 
 STRIDE, HALO = 8, 16
 
@@ -28,13 +27,6 @@ class KnownFCN(nn.Module):
 
     def forward(self, x):
         return self.pool(self.conv(x))
-
-
-@pytest.fixture(scope="module")
-def slide_path(tmp_path_factory):
-    path = tmp_path_factory.mktemp("engine") / "slide.tif"
-    write_pyramidal_tiff(path, smooth_rgb(700, 1000, seed=7), 0.5, quality=95)
-    return path
 
 
 def full_mask(slide: Slide) -> TissueMask:
@@ -92,7 +84,7 @@ def test_plan_snaps_to_a_stored_level_and_keeps_integer_downsample(slide_path):
     assert plan.mpp == pytest.approx(1.0) and plan.downsample == 32
     plan = plan_tiles(slide, mpp=0.7, stride=16, tile=256)  # no level near: mpp adjusted to an integer map
     assert plan.downsample == 22 and plan.mpp == pytest.approx(22 * 0.5 / 16)
-    with pytest.raises(ValueError, match="slide.tif: tile .* multiples of the network stride"):
+    with pytest.raises(ValueError, match=r"slide\.tif: tile .* multiples of the network stride"):
         plan_tiles(slide, mpp=0.5, stride=16, tile=100)
     with pytest.raises(ValueError, match="overlap must be in"):
         plan_tiles(slide, mpp=0.5, stride=16, tile=128, overlap=1.0)
@@ -102,7 +94,7 @@ def test_wrong_network_stride_or_channels_names_the_slide(slide_path):
     slide = open_slide(slide_path)
     inferer = WSIInferer(KnownFCN(2), mpp=0.5, stride=16, tile=128, halo=HALO, num_classes=2,
                          num_workers=0, progress=False)
-    with pytest.raises(ValueError, match="slide.tif: the network maps a 160 px window to .*stride=16"):
+    with pytest.raises(ValueError, match=r"slide\.tif: the network maps a 160 px window to .*stride=16"):
         inferer(slide, tissue=full_mask(slide))
     inferer = WSIInferer(KnownFCN(2), mpp=0.5, stride=STRIDE, tile=128, halo=HALO, num_classes=3,
                          num_workers=0, progress=False)
@@ -111,7 +103,7 @@ def test_wrong_network_stride_or_channels_names_the_slide(slide_path):
 
 
 def test_halo_larger_than_tile_is_refused():
-    with pytest.raises(ValueError, match="tile .* is smaller than the receptive-field halo"):
+    with pytest.raises(ValueError, match=r"tile .* is smaller than the receptive-field halo"):
         WSIInferer(KnownFCN(), mpp=0.5, stride=8, tile=64, halo=128)
 
 

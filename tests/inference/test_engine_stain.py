@@ -140,7 +140,8 @@ def test_a_fit_without_stained_pixels_keeps_the_colours_and_names_the_slide(slid
     glass_only = TissueMask(mask, mpp=8.0, scale=(16.0, 16.0))
     with caplog.at_level("WARNING"):
         normalised = inferer(stain_normalizer=Counting())(slide, tissue=glass_only)
-    assert re.search(r"slide.tif: stain normalisation at 8 µm/px skipped, colours kept as read: .*only \d+ tissue pixels",
-                     caplog.text)
+    assert re.search(
+        r"slide.tif: stain normalisation at 8 µm/px skipped, colours kept as read: .*only \d+ tissue pixels",
+        caplog.text)
     plain = inferer()(slide, tissue=glass_only)
     np.testing.assert_array_equal(normalised.probabilities, plain.probabilities)

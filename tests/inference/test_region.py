@@ -8,7 +8,7 @@ import pytest
 from monai_wsseg.inference.engine import WSIInferer
 from monai_wsseg.inference.region import infer_region
 from monai_wsseg.wsi.slide import open_slide
-from tests.inference.test_engine import HALO, STRIDE, KnownFCN, full_mask, slide_path  # noqa: F401 (fixture)
+from tests.inference.test_engine import HALO, STRIDE, KnownFCN, full_mask
 
 
 def inferer(overlap: float) -> WSIInferer:

@@ -60,7 +60,7 @@ def mil_weights(slide: Path, out: Path) -> Path:
     parser = bundle_parser(MIL, MIL_CONFIGS)
     torch.manual_seed(0)
     net = parser.get_parsed_content("network_def").eval()
-    x, y, w, h = REGION
+    x, y, w, _ = REGION
     halo = parser.get_parsed_content("infer_halo")
     scale = parser.get_parsed_content("mpp") / 0.5  # level-0 px per input px (the demo slides are 0.5 um/px)
     side = round(w / scale) + 2 * halo
@@ -135,8 +135,8 @@ def served(tmp_path_factory):
     running; stopped afterwards."""
     import urllib.request
 
-    from monai_wsseg.synthetic.generator import make_cohort
     from monai_wsseg.inference.cohort import run_cohort
+    from monai_wsseg.synthetic.generator import make_cohort
 
     tmp = tmp_path_factory.mktemp("monailabel")
     make_cohort(tmp / "cohort", n_tumor=1, n_normal=0, size=(4096, 4096), seed=0, splits=["test"])
@@ -167,7 +167,8 @@ def served(tmp_path_factory):
         deadline = time.monotonic() + 180
         while True:
             if server.poll() is not None:
-                pytest.fail(f"MONAI Label server exited ({server.returncode}):\n{(tmp / 'server.log').read_text()[-4000:]}")
+                log = (tmp / "server.log").read_text()[-4000:]
+                pytest.fail(f"MONAI Label server exited ({server.returncode}):\n{log}")
             try:
                 with urllib.request.urlopen(f"{url}/info/", timeout=5) as r:
                     info = json.loads(r.read())
@@ -244,7 +245,8 @@ def test_region_polygons_match_the_bundle_outputs(served):
     for f in features:
         geom = shape(f["geometry"])
         parts += list(getattr(geom, "geoms", [geom]))
-    ref = shapes([[list(p.exterior.coords), *[list(r.coords) for r in p.interiors]] for p in parts]).intersection(region)
+    rings = [[list(p.exterior.coords), *[list(r.coords) for r in p.interiors]] for p in parts]
+    ref = shapes(rings).intersection(region)
     iou = got.intersection(ref).area / got.union(ref).area
     print(f"vs the bundle's map: {wrong} of {int(decided.sum())} cells differ (tumor {tumor:.0%}); "
           f"vs its GeoJSON: IoU {iou:.4f}, {got.symmetric_difference(ref).area / d**2:.0f} cells differ; "

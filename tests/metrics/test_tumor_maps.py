@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -106,7 +107,7 @@ def test_load_mask_png_tiff_and_palette(tmp_path):
 
 
 def test_load_mask_errors_name_the_file(tmp_path):
-    with pytest.raises(FileNotFoundError, match="nope.png"):
+    with pytest.raises(FileNotFoundError, match=re.escape("nope.png")):
         load_mask(tmp_path / "nope.png", (100, 100))
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "rgb.png")
     with pytest.raises(ValueError, match=r"rgb\.png.*one channel"):

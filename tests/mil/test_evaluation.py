@@ -13,11 +13,11 @@ import pytest
 import torch
 
 from monai_wsseg.datasets.manifest import SlideRecord, load_manifest
-from monai_wsseg.synthetic.generator import make_cohort
 from monai_wsseg.inference.engine import SlideMap, WSIInferer
 from monai_wsseg.io import write_map_tiff
 from monai_wsseg.metrics.tumor_maps import load_mask, mask_on_grid
 from monai_wsseg.mil.evaluation import CSV_COLUMNS, TumorMapEvaluation
+from monai_wsseg.synthetic.generator import make_cohort
 from monai_wsseg.wsi.slide import open_slide
 
 

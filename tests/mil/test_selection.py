@@ -58,6 +58,7 @@ def test_top_cells_auc_is_rank_based():
 def test_key_metric_depends_on_masks(tmp_path):
     with_mask = [SlideRecord(tmp_path / "a.tif", 1, "val", tmp_path / "a.png", "a"),
                  SlideRecord(tmp_path / "b.tif", 0, "val", None, "b")]
-    without = [SlideRecord(tmp_path / "a.tif", 1, "val", None, "a"), SlideRecord(tmp_path / "b.tif", 0, "val", None, "b")]
+    without = [SlideRecord(tmp_path / "a.tif", 1, "val", None, "a"),
+               SlideRecord(tmp_path / "b.tif", 0, "val", None, "b")]
     assert list(key_metric(with_mask)) == ["val_auc"] and list(additional_metrics(with_mask)) == ["val_label_score"]
     assert list(key_metric(without)) == ["val_label_score"] and additional_metrics(without) == {}

@@ -165,7 +165,7 @@ def test_plot_and_tables(tmp_path, definition, missing):
     rows = list(csv.DictReader(open(csv_path, newline="")))
     assert len(rows) == 15 and tuple(rows[0]) == sweep_tables.TABLE_COLUMNS
     back = sweep_tables.read_tables(csv_path)
-    for r, row in zip(results, back):
+    for r, row in zip(results, back, strict=True):
         assert (row["alpha"], row["beta"]) == (r.alpha, r.beta)
         for key in sweep_tables.FIGURES:
             if r.status == "failed":

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import re
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -107,8 +109,8 @@ def test_nan_loss_stops_before_the_update_and_names_the_slide():
 
 def test_each_epoch_draws_new_bags():
     class Loader(list):
-        class dataset:  # noqa: N801 - stands for a SlideBagDataset
-            epochs: list[int] = []
+        class dataset:  # stands for a SlideBagDataset
+            epochs: ClassVar[list[int]] = []
 
             @classmethod
             def set_epoch(cls, e):
@@ -120,7 +122,8 @@ def test_each_epoch_draws_new_bags():
 
 
 def records(labels, splits):
-    return [SlideRecord(f"/d/s{i}.tif", lab, sp, None, f"c{i}", "x") for i, (lab, sp) in enumerate(zip(labels, splits))]
+    return [SlideRecord(f"/d/s{i}.tif", lab, sp, None, f"c{i}", "x")
+            for i, (lab, sp) in enumerate(zip(labels, splits, strict=True))]
 
 
 def test_mil_slides_checks_the_split():
@@ -145,13 +148,14 @@ def test_latest_checkpoint_and_load_weights(tmp_path):
     assert latest_checkpoint(tmp_path).endswith("checkpoint_epoch=2.pt")
     for name in ("checkpoint_epoch=1.pt", "checkpoint_epoch=2.pt"):
         other = load_weights(MeanColour(), tmp_path / name)
-        assert all(torch.equal(a, b) for a, b in zip(other.state_dict().values(), net.state_dict().values()))
+        pairs = zip(other.state_dict().values(), net.state_dict().values(), strict=True)
+        assert all(torch.equal(a, b) for a, b in pairs)
     with pytest.raises(ValueError, match=r"checkpoint_epoch=1\.pt: weights do not fit Conv2d"):
         load_weights(nn.Conv2d(3, 2, 1), tmp_path / "checkpoint_epoch=1.pt")
     (tmp_path / "junk.pt").write_text("not a checkpoint")
     with pytest.raises(ValueError, match=r"junk\.pt: cannot be read as a checkpoint"):
         load_weights(net, tmp_path / "junk.pt")
-    with pytest.raises(FileNotFoundError, match="nothing.pt"):
+    with pytest.raises(FileNotFoundError, match=re.escape("nothing.pt")):
         load_weights(net, tmp_path / "nothing.pt")
 
 

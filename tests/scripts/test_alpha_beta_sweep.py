@@ -108,8 +108,8 @@ def test_a_rerun_reads_results_back_and_a_failure_does_not_stop_the_others(swept
     assert [(r["alpha"], r["beta"], r["status"]) for r in rows] == [
         (0.2, 0.2, "resumed"), (0.4, 0.2, "failed"), (1.0, 0.0, "resumed")]
     assert "a broken configuration" in rows[1]["error"] and math.isnan(rows[1]["auc_without_background"])
-    for old, new in zip(before, (rows[0], rows[2])):
-        for key in FIGURES + ("train_seconds",):
+    for old, new in zip(before, (rows[0], rows[2]), strict=True):
+        for key in (*FIGURES, "train_seconds"):
             assert new[key] == pytest.approx(old[key])  # figures and training time read back unchanged
     log = (out / "sweep.log").read_text()
     assert "[2/3] alpha=0.4 beta=0.2: failed" in log and "1 configuration(s) failed" in log

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 
@@ -22,7 +21,8 @@ def test_colour_scores_are_bounded_and_paired():
 def test_baseline_on_a_small_cohort(tmp_path):
     root = tmp_path / "c"
     make_cohort(root, n_tumor=1, n_normal=1, size=(1024, 1024), seed=2, splits=["test", "test"])
-    out = load_script("colour_baseline").main(["--dataset_dir", str(root), "--split", "test", "--json", str(tmp_path / "b.json")])
+    out = load_script("colour_baseline").main(
+        ["--dataset_dir", str(root), "--split", "test", "--json", str(tmp_path / "b.json")])
     assert out["slides"] == 2
     aucs = out["auc_tissue"]
     assert aucs["darkness"] == pytest.approx(1 - aucs["1-darkness"], abs=1e-9)

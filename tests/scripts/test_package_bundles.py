@@ -29,14 +29,14 @@ def test_archives_unzip_and_infer_in_a_fresh_folder(tmp_path):
     torch.save(ResNetFCN("resnet18", num_classes=1, output_stride=16).state_dict(), weights)
     dist = tmp_path / "dist"
     url = (tmp_path / "hosted" / "mil_model.pt").as_uri()
-    written = load_script("package_bundles").main(["--output_dir", str(dist), "--weights", f"mil_tumor_segmentation={weights}",
-                           "--weights_url", f"mil_tumor_segmentation={url}"])
+    args = ["--output_dir", str(dist), "--weights", f"mil_tumor_segmentation={weights}",
+            "--weights_url", f"mil_tumor_segmentation={url}"]
+    written = load_script("package_bundles").main(args)
     names = sorted(p.name for p in written)
     bundles = PROJECT_ROOT / "bundles"
     assert names == sorted(f"{b}_v{version_of(bundles / b)}.zip"
                            for b in ("mil_tumor_segmentation", "wsss_tissue_segmentation"))
-    again = load_script("package_bundles").main(["--output_dir", str(dist), "--weights", f"mil_tumor_segmentation={weights}",
-                         "--weights_url", f"mil_tumor_segmentation={url}"])
+    again = load_script("package_bundles").main(args)
     assert [p.read_bytes() for p in again] == [p.read_bytes() for p in written]  # reproducible, left unchanged
 
     archive = dist / f"mil_tumor_segmentation_v{version_of(bundles / 'mil_tumor_segmentation')}.zip"

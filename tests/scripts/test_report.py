@@ -21,8 +21,9 @@ from monai_wsseg.synthetic.generator import make_cohort
 from tests.conftest import PROJECT_ROOT, load_script
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (run `bash scripts/setup_test_tools.sh` "
-                                                              "as root: it installs Debian's chromium package)")
+needs_chromium = pytest.mark.skipif(CHROMIUM is None,
+                                    reason="chromium not installed (run `bash scripts/setup_test_tools.sh` "
+                                           "as root: it installs Debian's chromium package)")
 
 
 def chromium(*args: str) -> subprocess.CompletedProcess:
@@ -77,8 +78,10 @@ def cohort_run(tmp_path_factory) -> dict[str, Path]:
 
 
 def test_report_lists_every_slide_with_metrics_and_links(cohort_run):
-    page = load_script("report").main(["--maps_dir", str(cohort_run["maps"]), "--evaluation_dir", str(cohort_run["evaluation"]),
-                                "--sweep_dir", str(cohort_run["sweep"]), "--output", str(cohort_run["root"] / "r" / "report.html")])
+    page = load_script("report").main(["--maps_dir", str(cohort_run["maps"]),
+                                       "--evaluation_dir", str(cohort_run["evaluation"]),
+                                       "--sweep_dir", str(cohort_run["sweep"]),
+                                       "--output", str(cohort_run["root"] / "r" / "report.html")])
     text = page.read_text()
     for tif in cohort_run["maps"].glob("*.tif"):
         assert f'href="../maps/{tif.name}"' in text
@@ -90,8 +93,10 @@ def test_report_lists_every_slide_with_metrics_and_links(cohort_run):
 
 @needs_chromium
 def test_report_renders_in_headless_chromium(cohort_run, tmp_path):
-    page = load_script("report").main(["--maps_dir", str(cohort_run["maps"]), "--evaluation_dir", str(cohort_run["evaluation"]),
-                                "--sweep_dir", str(cohort_run["sweep"]), "--output", str(cohort_run["root"] / "report.html")])
+    page = load_script("report").main(["--maps_dir", str(cohort_run["maps"]),
+                                       "--evaluation_dir", str(cohort_run["evaluation"]),
+                                       "--sweep_dir", str(cohort_run["sweep"]),
+                                       "--output", str(cohort_run["root"] / "report.html")])
     shot = tmp_path / "report.png"
     proc = chromium(f"--screenshot={shot}", "--window-size=1280,1800", page.as_uri())
     assert shot.is_file(), proc.stderr[-2000:]

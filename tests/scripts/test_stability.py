@@ -73,7 +73,7 @@ def test_two_seeds_are_trained_evaluated_and_tabulated(study):
 
 
 def test_a_rerun_reads_seeds_back_and_an_impossible_floor_fails_them(study, cohorts, monkeypatch):
-    out, args, _ = study
+    out, _, _ = study
     stamps = {p: p.stat().st_mtime_ns for p in out.glob("seed_*/result.json")}
     assert len(stamps) == 2
 

@@ -13,10 +13,9 @@ from PIL import Image
 from scipy import ndimage
 from skimage.filters import threshold_otsu
 
-from monai_wsseg.synthetic import generator as S
 from monai_wsseg.datasets.manifest import load_manifest
 from monai_wsseg.io.palettes import CLASS_COLOURS
-from monai_wsseg.synthetic.params import TISSUE_KINDS
+from monai_wsseg.synthetic import generator as S
 from monai_wsseg.synthetic.generator import (
     make_cohort,
     make_patch_set,
@@ -25,6 +24,7 @@ from monai_wsseg.synthetic.generator import (
     render_slide,
     render_texture,
 )
+from monai_wsseg.synthetic.params import TISSUE_KINDS
 
 W, H, MPP = 2048, 1536, 0.5
 TUMOR_FRACTION = (0.25, 0.4)  # enough tumor on a small slide for tile statistics

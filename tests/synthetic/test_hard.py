@@ -1,11 +1,10 @@
 import csv
 
 import numpy as np
-import pytest
 
+from monai_wsseg.synthetic import HARD_PARAMS, make_hard_cohorts, second_lab
 from monai_wsseg.synthetic.generator import render_slide
 from monai_wsseg.synthetic.params import TISSUE_KINDS
-from monai_wsseg.synthetic import HARD_PARAMS, make_hard_cohorts, second_lab
 from tests.conftest import load_script
 
 BENIGN, TUMOR, LYMPH = (TISSUE_KINDS.index(k) for k in ("benign_epithelium", "tumor", "lymphoid"))
@@ -91,7 +90,8 @@ def test_tissue_detection_holds_on_cast_and_second_lab_slides(tmp_path):
         for i, row in enumerate(csv.DictReader(open(found[name]))):
             with open_slide(found[name].parent / row["slide"]) as slide:
                 cells = tissue_on_grid(compute_tissue_mask(slide, mpp=8.0), 32, (64, 64))
-            layout, _, _ = _slide_layout(2048, 2048, row["label"] == "1", seed * 100_003 + i, 0.5, params, (0.1, 0.4), "t")
+            layout, _, _ = _slide_layout(2048, 2048, row["label"] == "1", seed * 100_003 + i, 0.5, params,
+                                         (0.1, 0.4), "t")
             yy, xx = np.mgrid[0:64, 0:64]
             truth = layout.kinds_at(xx * 32 + 16.0, yy * 32 + 16.0) > 0
             ious.append((truth & cells).sum() / (truth | cells).sum())

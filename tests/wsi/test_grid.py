@@ -102,7 +102,7 @@ def test_every_position_recomputed_from_mask_and_none_missed() -> None:
     grid_x, grid_y = np.meshgrid(xs, ys)
     all_fractions = tissue.region_fraction(grid_x, grid_y, side, side)
     assert len(got) == int((all_fractions >= min_tissue).sum())
-    assert set(map(tuple, got.tolist())) <= set(zip(grid_x.ravel().tolist(), grid_y.ravel().tolist()))
+    assert set(map(tuple, got.tolist())) <= set(zip(grid_x.ravel().tolist(), grid_y.ravel().tolist(), strict=True))
 
 
 @pytest.mark.parametrize(

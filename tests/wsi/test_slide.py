@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import re
 
 import numpy as np
 import pytest
@@ -39,7 +40,7 @@ def test_openslide_is_installed_for_the_suite():
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_pyramid_geometry(pyramid, backend):
-    path, image = pyramid
+    path, _ = pyramid
     with open_slide(path, backend=backend) as s:
         assert s.dimensions == (2048, 1536)
         assert s.level_count >= 3
@@ -162,7 +163,7 @@ def test_slide_is_safe_in_forked_dataloader_workers(pyramid):
 
 def test_missing_file(tmp_path):
     path = tmp_path / "nope.svs"
-    with pytest.raises(FileNotFoundError, match="nope.svs: no such slide file"):
+    with pytest.raises(FileNotFoundError, match=re.escape("nope.svs: no such slide file")):
         open_slide(path)
 
 
@@ -177,7 +178,7 @@ def test_empty_file(tmp_path):
 def test_not_a_slide(tmp_path, backend):
     path = tmp_path / "notes.svs"
     path.write_text("this is a text file, renamed\n" * 100)
-    with pytest.raises(SlideReadError, match="notes.svs: not a readable TIFF slide"):
+    with pytest.raises(SlideReadError, match=re.escape("notes.svs: not a readable TIFF slide")):
         open_slide(path, backend=backend)
 
 
@@ -187,7 +188,7 @@ def test_truncated_tiff(pyramid, tmp_path, backend):
     data = src.read_bytes()
     path = tmp_path / "cut.tif"
     path.write_bytes(data[: len(data) // 2])
-    with pytest.raises(SlideReadError, match="cut.tif: (truncated file|not a readable TIFF)"):
+    with pytest.raises(SlideReadError, match=r"cut\.tif: (truncated file|not a readable TIFF)"):
         open_slide(path, backend=backend)
 
 
@@ -196,7 +197,7 @@ def test_slide_without_mpp(tmp_path, backend):
     path = tmp_path / "nompp.tif"
     image = smooth_rgb(512, 512)
     tifffile.imwrite(path, image, tile=(256, 256), photometric="rgb", compression="zlib")
-    with pytest.raises(SlideReadError, match="nompp.tif: the file records no microns per pixel; pass mpp="):
+    with pytest.raises(SlideReadError, match=re.escape("nompp.tif: the file records no microns per pixel; pass mpp=")):
         open_slide(path, backend=backend)
     s = open_slide(path, backend=backend, mpp=0.5)
     assert s.mpp == 0.5
@@ -211,7 +212,7 @@ def test_folder_bad_mpp_and_unknown_backend(pyramid, tmp_path):
     with pytest.raises(ValueError, match="unknown slide backend 'pil'"):
         open_slide(pyramid[0], backend="pil")
     s = open_slide(pyramid[0])
-    with pytest.raises(ValueError, match="pyramid.tif: target mpp must be a positive"):
+    with pytest.raises(ValueError, match=re.escape("pyramid.tif: target mpp must be a positive")):
         s.read_region((0, 0), (10, 10), mpp=0)
-    with pytest.raises(ValueError, match="pyramid.tif: region size must be positive"):
+    with pytest.raises(ValueError, match=re.escape("pyramid.tif: region size must be positive")):
         s.read_region((0, 0), (0, 10))

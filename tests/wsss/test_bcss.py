@@ -108,7 +108,7 @@ def test_prepare_bcss_wsss_options(tmp_path):
     with pytest.raises(ValueError, match="unknown ROI"):
         bcss.assign_splits(["a", "b"], ["c"], None, 0, 0, 0)
     for bad in ({"patch_size": 4}, {"min_labelled": 1.5}):
-        with pytest.raises(ValueError, match="--patch-size|--min-labelled"):
+        with pytest.raises(ValueError, match=r"--patch-size|--min-labelled"):
             bcss.CutSettings(**bad)
     (tmp_path / "names.txt").write_text("r1\n\n r2 \n")
     assert bcss.read_names(f"@{tmp_path / 'names.txt'}") == ["r1", "r2"] and bcss.read_names("a, b") == ["a", "b"]

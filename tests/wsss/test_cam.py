@@ -73,7 +73,7 @@ def _reference(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, lay
             if labels[i, k] < 0.5:
                 continue
             acts: dict[str, torch.Tensor] = {}
-            handles = [modules[n].register_forward_hook(lambda _m, _in, o, n=n: acts.__setitem__(n, o))
+            handles = [modules[n].register_forward_hook(lambda _m, _in, o, n=n, acts=acts: acts.__setitem__(n, o))
                        for n in layers]
             try:
                 logit = model(images[i : i + 1])[0, k]
@@ -81,7 +81,7 @@ def _reference(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, lay
                 for h in handles:
                     h.remove()
             grads = torch.autograd.grad(logit, [acts[n] for n in layers])
-            for n, g in zip(layers, grads):
+            for n, g in zip(layers, grads, strict=True):
                 weights = g[0].mean(dim=(1, 2))
                 cam = (weights[:, None, None] * acts[n][0]).sum(0).detach()
                 if relu:
@@ -340,7 +340,7 @@ def test_with_pda_classifier_protocol_and_hooks_agree_with_the_loop() -> None:
     want = _reference(net, images, labels, hooked_names, normalise="global", relu=True)
     by_protocol = multi_layer_gradcam(net.forward_with_features, images, labels, LAYERS)
     by_hooks = multi_layer_gradcam(HookedForward(net, hooked_names), images, labels, hooked_names)
-    for layer, hooked in zip(LAYERS, hooked_names):
+    for layer, hooked in zip(LAYERS, hooked_names, strict=True):
         assert by_protocol[layer].shape == (3, 4, 32, 32)
         torch.testing.assert_close(by_protocol[layer], want[hooked], atol=1e-5, rtol=0)
         torch.testing.assert_close(by_hooks[hooked], want[hooked], atol=1e-5, rtol=0)

@@ -65,7 +65,7 @@ def test_shape_and_value_errors():
         loss(logits, torch.zeros(2, 2, 4, 4, dtype=torch.long))
     with pytest.raises(ValueError, match=r"pseudo_masks must be \(B, L, H, W\) with L = 3"):
         loss(logits, torch.zeros(2, 4, 4, dtype=torch.long))
-    with pytest.raises(ValueError, match="do not match logits .* spatial size"):
+    with pytest.raises(ValueError, match=r"do not match logits .* spatial size"):
         loss(logits, torch.zeros(2, 3, 2, 2, dtype=torch.long))
     with pytest.raises(ValueError, match="do not match logits"):
         loss(logits, torch.zeros(1, 3, 4, 4, dtype=torch.long))

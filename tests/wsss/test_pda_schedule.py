@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 import torch.distributed as dist
@@ -44,7 +46,7 @@ def test_schedule_matches_a_hand_loop_for_40_epochs():
     assert got[19] == pytest.approx(0.985 ** 17)  # last epoch of a 20-epoch run
     first_floor = got.index(0.65)
     assert first_floor == 31 and got[30] > 0.65 and all(m == 0.65 for m in got[31:])
-    assert all(a >= b for a, b in zip(got, got[1:]))
+    assert all(a >= b for a, b in itertools.pairwise(got))
 
 
 def test_schedule_options():

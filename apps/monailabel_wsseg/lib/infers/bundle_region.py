@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 from monai.bundle import ConfigParser
 from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
+from typing_extensions import override
 
 from monai_wsseg.errors import project_cause
 from monai_wsseg.inference.engine import WSIInferer
@@ -100,7 +101,7 @@ class BundleRegionInfer(InferTask):
         self.class_names = [str(n) for n in outputs.class_names]
         self.threshold = outputs.threshold
         colors = outputs.colors or default_colors(len(self.class_names))
-        self.colors = {n: [int(v) for v in c] for n, c in zip(self.class_names, colors)}
+        self.colors = {n: [int(v) for v in c] for n, c in zip(self.class_names, colors, strict=True)}
         self._grids: OrderedDict[tuple[str, float], tuple[TissueMask, TilePlan]] = OrderedDict()
         self._lock = threading.Lock()
         super().__init__(
@@ -113,6 +114,7 @@ class BundleRegionInfer(InferTask):
             config={"device": device, "multi_gpu": False},
         )
 
+    @override
     def is_valid(self) -> bool:
         return True
 
