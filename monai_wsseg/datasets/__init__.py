@@ -5,6 +5,7 @@
 * :mod:`.discovery` — a dataset folder's cohort, its manifest or else its TCGA slides
   (:func:`find_manifest_or_slides`); :mod:`.masks` — how an expert mask maps onto its slide;
 * :mod:`.tcga` — slide labels and case-wise splits from TCGA barcodes;
+* :mod:`.annotations` — QuPath GeoJSON annotations as expert masks (:func:`load_annotation_mask`);
 * :mod:`.pcam` — PatchCamelyon, paper A's patch-level generalisation check.
 
 MIL bags live with their method (:mod:`monai_wsseg.mil.bags`), the WSSS patch sets with theirs
@@ -15,6 +16,8 @@ imported on first use (:mod:`monai_wsseg.utils.lazy`), so reading a manifest doe
 from monai_wsseg.utils.lazy import lazy_exports
 
 __all__, __getattr__, __dir__ = lazy_exports(__name__, {
+    "annotations": ("ANNOTATION_EXTENSIONS", "DEFAULT_CLASSES", "AnnotationPolygon", "annotation_mask_shape",
+                    "load_annotation_mask", "rasterise_annotations", "read_annotations"),
     "discovery": ("SLIDE_EXTENSIONS", "find_manifest_or_slides", "find_slide_files"),
     "manifest": ("MANIFEST_COLUMNS", "MANIFEST_NAME", "MASK_EXTENSIONS", "MAX_LISTED_PROBLEMS", "SlideRecord",
                  "load_manifest", "write_manifest"),

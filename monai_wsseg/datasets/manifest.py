@@ -11,7 +11,9 @@ label       no        1 = tumor, 0 = normal ("0", "1", "0.0", "1.0"); when empty
 split       no        ``train``, ``val`` or ``test`` (case-insensitive); empty = unassigned
 mask        no        expert tumor mask: one-channel PNG or TIFF covering the whole slide at an
                       integer downsample of level 0 (see
-                      :func:`~monai_wsseg.datasets.masks.mask_downsample`); non-zero = tumor
+                      :func:`~monai_wsseg.datasets.masks.mask_downsample`); non-zero = tumor; or
+                      a QuPath GeoJSON export in level-0 pixels whose ``Tumor`` regions are tumor
+                      (:mod:`~monai_wsseg.datasets.annotations`)
 case        no        patient id; defaults to the TCGA case id of the slide, else the slide's stem
 location    no        organ / site, free text (used to break metrics down)
 ==========  ========  ==========================================================================
@@ -65,7 +67,8 @@ __all__ = [
 
 MANIFEST_COLUMNS: tuple[str, ...] = ("slide", "label", "split", "mask", "case", "location")
 MANIFEST_NAME = "manifest.csv"
-MASK_EXTENSIONS: tuple[str, ...] = (".png", ".tif", ".tiff")
+# the GeoJSON ones are monai_wsseg.datasets.annotations.ANNOTATION_EXTENSIONS, written out: no numpy here
+MASK_EXTENSIONS: tuple[str, ...] = (".png", ".tif", ".tiff", ".geojson", ".json")
 #: At most this many problems are listed in one error; the rest are counted.
 MAX_LISTED_PROBLEMS = 20
 

@@ -213,14 +213,20 @@ def load_mask(
     slide_dimensions: tuple[int, int],
     *,
     slide_path: str | os.PathLike | None = None,
+    annotation_downsample: int = 16,
 ) -> tuple[np.ndarray, int]:
     """Read an expert tumor mask and the integer downsample at which it covers its slide.
 
     Args:
         record_or_path: a :class:`~monai_wsseg.datasets.manifest.SlideRecord` with a ``mask``, or the mask's
-            path (one-channel PNG or TIFF, non-zero = tumor; a pyramidal TIFF is read at its level 0).
+            path (one-channel PNG or TIFF, non-zero = tumor; a pyramidal TIFF is read at its level 0), or a
+            QuPath GeoJSON export (``.geojson`` / ``.json``, level-0 pixels) whose ``Tumor`` regions are tumor.
         slide_dimensions: level-0 ``(width, height)`` of the slide in pixels.
         slide_path: named in errors (taken from the record when one is given).
+        annotation_downsample: level-0 pixels per mask pixel at which a GeoJSON mask is rasterised (pixel
+            centres inside a region are tumor). Finer than the evaluation's cells, so that a cell's tumor
+            fraction is measured as for a raster mask rather than decided by the cell's centre. A record of a
+            normal slide (label 0) may hold no tumor region; a tumor slide's GeoJSON must.
 
     Returns:
         ``(mask, downsample)``: ``(hm, wm)`` uint8, 1 = tumor and 0 = not; level-0 pixels per mask pixel
@@ -240,6 +246,13 @@ def load_mask(
         path, slide_path = Path(record.mask), slide_path or record.slide
     else:
         path = Path(record_or_path)
+    if path.suffix.lower() in (".geojson", ".json"):
+        from monai_wsseg.datasets.annotations import load_annotation_mask
+
+        normal = getattr(record_or_path, "label", None) == 0
+        size = (int(slide_dimensions[0]), int(slide_dimensions[1]))
+        mask = load_annotation_mask(path, size, annotation_downsample, allow_empty=normal)
+        return mask, annotation_downsample
     array = _read_mask_image(path)
     h, w = array.shape
     sw, sh = slide_dimensions

@@ -233,7 +233,7 @@ def test_missing_slide_and_mask_files(tmp_path):
 def test_mask_with_wrong_extension(tmp_path):
     touch(tmp_path, "a.svs", "a_mask.jpg")
     csv = write_csv(tmp_path, "slide,label,mask\na.svs,1,a_mask.jpg\n")
-    assert "row 1 (line 2): mask 'a_mask.jpg' is not a .png, .tif, .tiff file" in load_error(csv)
+    assert "row 1 (line 2): mask 'a_mask.jpg' is not a .png, .tif, .tiff, .geojson, .json file" in load_error(csv)
 
 
 def test_paths_outside_root(tmp_path):

@@ -86,3 +86,23 @@ def test_a_mask_whose_aspect_ratio_disagrees_with_its_slide_is_named(folder):
     assert load_mask(mask, (1024, 512), slide_path=folder / "a.svs")[1] == 16
     expect_clear("mask aspect ratio", lambda: load_mask(mask, (1024, 1024), slide_path=folder / "a.svs"),
                  names=str(mask), match="aspect ratio differs from its slide")
+
+
+@pytest.mark.parametrize(
+    ("case", "text", "match"),
+    [
+        ("not JSON", "{not json", "not JSON"),
+        ("no geometry", '{"type": "FeatureCollection", "features": [{"type": "Feature", '
+         '"properties": {"classification": {"name": "Tumor"}}}]}',
+         "feature 0"),
+        ("outside the slide", '{"type": "Feature", "properties": {"classification": {"name": "Tumor"}}, '
+         '"geometry": {"type": "Polygon", "coordinates": [[[5000, 5000], [5100, 5000], [5100, 5100]]]}}', "outside"),
+        ("no tumor region", '{"type": "Feature", "properties": {"classification": {"name": "Stroma"}}, '
+         '"geometry": {"type": "Polygon", "coordinates": [[[0, 0], [100, 0], [100, 100]]]}}', "Stroma"),
+    ],
+)
+def test_a_bad_qupath_geojson_mask_is_named(folder, case, text, match):
+    mask = folder / "a_mask.geojson"
+    mask.write_text(text)
+    expect_clear(f"GeoJSON mask: {case}", lambda: load_mask(mask, (1024, 512), slide_path=folder / "a.svs"),
+                 names=str(mask), match=match)

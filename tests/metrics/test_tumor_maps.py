@@ -199,3 +199,43 @@ def test_pooling_adds_cells():
     pooled = TumorMapAccumulator().merge(a).merge(b)
     assert pooled.slides == 2
     assert pooled.summary(0.5) == {**whole.summary(0.5), "slides": 2}
+
+
+def _qupath_export(path, rectangles, name="Tumor"):
+    """A QuPath-style FeatureCollection of axis-aligned rectangles ``(x0, y0, x1, y1)`` in level-0 pixels."""
+    import json
+
+    features = [{"type": "Feature", "properties": {"objectType": "annotation", "classification": {"name": name}},
+                 "geometry": {"type": "Polygon",
+                              "coordinates": [[[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]]]}}
+                for x0, y0, x1, y1 in rectangles]
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": features}))
+    return path
+
+
+def test_a_qupath_geojson_mask_scores_as_the_equivalent_png(tmp_path):
+    slide_size, d = (640, 480), 16
+    rectangles = [(32, 48, 240, 160), (320, 320, 608, 464)]
+    raster = np.zeros((480 // d, 640 // d), np.uint8)
+    for x0, y0, x1, y1 in rectangles:
+        raster[y0 // d:y1 // d, x0 // d:x1 // d] = 255
+    png = tmp_path / "mask.png"
+    Image.fromarray(raster).save(png)
+    geojson = _qupath_export(tmp_path / "mask.geojson", rectangles)
+    from_png, d_png = load_mask(png, slide_size)
+    from_geojson, d_geojson = load_mask(geojson, slide_size)
+    assert d_png == d_geojson == d and from_geojson.sum() > 0
+    np.testing.assert_array_equal(from_geojson, from_png)
+    for grid in (8, 32, 48):  # finer, coarser and not a multiple: the same tumor fractions per cell
+        shape = (math.ceil(480 / grid), math.ceil(640 / grid))
+        expected = mask_on_grid(from_png, d, grid, shape)
+        np.testing.assert_array_equal(mask_on_grid(from_geojson, d, grid, shape), expected)
+
+
+def test_a_geojson_without_tumor_is_an_empty_mask_only_for_a_normal_slide(tmp_path):
+    geojson = _qupath_export(tmp_path / "other.geojson", [(0, 0, 64, 64)], name="Stroma")
+    normal = SlideRecord(tmp_path / "s.tif", 0, "test", geojson, "s")
+    mask, d = load_mask(normal, (256, 256))
+    assert d == 16 and mask.shape == (16, 16) and not mask.any()
+    with pytest.raises(ValueError, match=re.escape(str(geojson))):
+        load_mask(SlideRecord(tmp_path / "t.tif", 1, "test", geojson, "t"), (256, 256))
