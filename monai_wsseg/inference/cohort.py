@@ -26,6 +26,7 @@ import numpy as np
 
 from monai_wsseg.datasets.discovery import SLIDE_EXTENSIONS, find_manifest_or_slides, find_slide_files
 from monai_wsseg.datasets.manifest import MANIFEST_NAME, SlideRecord
+from monai_wsseg.errors import ExpectedError
 from monai_wsseg.inference.engine import WSIInferer
 from monai_wsseg.inference.report import slide_report, write_slide_report
 from monai_wsseg.io import write_geojson, write_map_tiff, write_overlay_png
@@ -41,7 +42,7 @@ logger = logging.getLogger(__name__)
 OUTPUT_SUFFIXES = {"tiff": ".tif", "png": ".png", "geojson": ".geojson", "report": ".json"}
 
 
-class CohortError(RuntimeError):
+class CohortError(ExpectedError, RuntimeError):
     """Some slides of a cohort failed; the message lists each with its reason."""
 
 
