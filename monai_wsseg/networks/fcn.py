@@ -21,6 +21,7 @@ from torch import nn
 from torchvision import models
 
 from monai_wsseg.networks.checkpoint import read_state_dict
+from monai_wsseg.networks.pretrained import resolve_pretrained
 
 __all__ = ["ResNetFCN"]
 
@@ -58,7 +59,10 @@ class ResNetFCN(nn.Module):
         num_classes: output channels (1 for tumor logits).
         output_stride: 32 (plain) or 16 (last stage dilated).
         pretrained_path: optional local torchvision ImageNet state dict (``.pth``) for the backbone; loaded
-            with ``weights_only=True``. Nothing is downloaded.
+            with ``weights_only=True``.
+        pretrained: ``"imagenet"`` (torchvision's weights, downloaded into torch's cache when missing) or
+            ``"imagenet_if_cached"`` (only when cached); exclusive with ``pretrained_path``
+            (:func:`~monai_wsseg.networks.pretrained.resolve_pretrained`).
         norm: ``"batch"`` (BatchNorm, paper A) or ``"layer"`` (:class:`ChannelLayerNorm`). With BatchNorm a
             MIL step normalises over the few slides of its bags, so the network can score a patch relative
             to the others in its batch, and the maps it draws at inference (running statistics) are not the
@@ -72,6 +76,7 @@ class ResNetFCN(nn.Module):
         output_stride: int = 16,
         pretrained_path: str | os.PathLike | None = None,
         norm: str = "batch",
+        pretrained: str | None = None,
     ) -> None:
         super().__init__()
         if norm not in _NORMS:
@@ -91,6 +96,7 @@ class ResNetFCN(nn.Module):
         else:
             net = getattr(models, backbone)(weights=None, replace_stride_with_dilation=dilate,
                                             norm_layer=_NORMS[norm])
+        pretrained_path = resolve_pretrained(pretrained, pretrained_path, backbone)
         if pretrained_path is not None:
             state = read_state_dict(pretrained_path, missing="pretrained weights", unreadable=f"{backbone} weights")
             missing, unexpected = net.load_state_dict(state, strict=False)

@@ -30,6 +30,7 @@ from torchvision import models
 
 from monai_wsseg.networks.checkpoint import read_state_dict
 from monai_wsseg.networks.fcn import dilate_basic_layer
+from monai_wsseg.networks.pretrained import resolve_pretrained
 from monai_wsseg.wsss.gate import GatedSegmenter, apply_gate, open_classes
 
 __all__ = ["ASPP", "DeepLabV3Plus", "GatedSegmenter", "apply_gate", "open_classes"]
@@ -106,8 +107,11 @@ class DeepLabV3Plus(nn.Module):
         output_stride: 16 (default; ASPP rates 6/12/18) or 8 (rates 12/24/36, 4× the ASPP compute).
         pretrained_path: optional local torchvision ImageNet ``state_dict`` for the backbone (``.pth``),
             read with ``torch.load(weights_only=True)``; a ``{"state_dict": ...}`` wrapper or a
-            ``module.`` prefix is accepted and ``fc.*`` is ignored. Nothing is ever downloaded.
+            ``module.`` prefix is accepted and ``fc.*`` is ignored.
         aspp_dropout: dropout after the ASPP projection.
+        pretrained: ``"imagenet"`` or ``"imagenet_if_cached"``: torchvision's ImageNet weights of the backbone
+            by name (:func:`~monai_wsseg.networks.pretrained.resolve_pretrained`); exclusive with
+            ``pretrained_path``.
         head_channels: width of the ASPP branches and the decoder convolutions (256 in DeepLabV3+ and
             the reference). The decoder's two 3×3 convolutions at H/4 cost more than a ResNet-18
             encoder at 256; 64 makes phase 2 ~2× faster on a CPU (the CPU profile's choice).
@@ -129,6 +133,7 @@ class DeepLabV3Plus(nn.Module):
         pretrained_path: str | os.PathLike | None = None,
         aspp_dropout: float = 0.5,
         head_channels: int = 256,
+        pretrained: str | None = None,
     ) -> None:
         super().__init__()
         if backbone not in _CHANNELS:
@@ -143,6 +148,7 @@ class DeepLabV3Plus(nn.Module):
             raise ValueError(f"head_channels must be an integer ≥ 1, got {head_channels!r}")
 
         # Read the weights file first: a wrong path fails before the (slow) weight initialisation.
+        pretrained_path = resolve_pretrained(pretrained, pretrained_path, backbone)
         state = None if pretrained_path is None else _read_weights(pretrained_path, backbone)
         net = _dilated_resnet(backbone, output_stride)
         if state is not None and pretrained_path is not None:
