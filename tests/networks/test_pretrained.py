@@ -67,5 +67,5 @@ def test_choices_and_the_local_file(hub, tmp_path):
 def test_the_segmenter_takes_the_same_names(hub):
     from monai_wsseg.wsss.deeplab import DeepLabV3Plus
 
-    with pytest.raises(FileNotFoundError, match="fetch https://download.pytorch.org/models/resnet18-"):
+    with pytest.raises(FileNotFoundError, match=re.escape("fetch https://download.pytorch.org/models/resnet18-")):
         DeepLabV3Plus(4, backbone="resnet18", pretrained="imagenet", head_channels=8)
