@@ -211,7 +211,7 @@ def run_seed(protocol: StabilityProtocol, seed: int, output_dir: str | os.PathLi
 
 
 def _mil_seed(protocol: StabilityProtocol, result: SeedResult, seed_dir: Path, overrides: dict[str, Any]) -> None:
-    from monai_wsseg.mil.trainer import latest_checkpoint
+    from monai_wsseg.engines.checkpoints import latest_checkpoint
 
     seed = result.seed
     train_dir = seed_dir / "train"

@@ -19,7 +19,7 @@ from monai_wsseg.utils.lazy import lazy_exports
 
 __all__, __getattr__, __dir__ = lazy_exports(__name__, {
     "averaging": ("WeightEMA",),
-    "checkpoints": ("AtomicCheckpointSaver", "ResumeCheckpointLoader"),
+    "checkpoints": ("AtomicCheckpointSaver", "ResumeCheckpointLoader", "latest_checkpoint"),
     "metrics_table": ("ValidationTable",),
     "run_record": ("record_run",),
     "schedules": ("SCHEDULES", "lr_scheduler"),

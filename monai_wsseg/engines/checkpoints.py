@@ -13,7 +13,9 @@ or untrusted checkpoint stops the run with one clear message.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from ignite.engine import Engine
@@ -23,7 +25,7 @@ from typing_extensions import override
 
 from monai_wsseg.networks.checkpoint import load_checkpoint
 
-__all__ = ["AtomicCheckpointSaver", "ResumeCheckpointLoader"]
+__all__ = ["AtomicCheckpointSaver", "ResumeCheckpointLoader", "latest_checkpoint"]
 
 
 class _RemoveAfterSave(BaseSaveHandler):
@@ -74,3 +76,17 @@ class ResumeCheckpointLoader(CheckpointLoader):
         super().__call__(engine)
         self.logger.info("resumed from %s at epoch %d, iteration %d", self.load_path, engine.state.epoch,
                          engine.state.iteration)
+
+
+def latest_checkpoint(directory: str | Path, prefix: str = "checkpoint") -> str | None:
+    """The newest ``<prefix>*.pt`` in ``directory`` (for resuming), or ``None``."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return None
+    def order(p: Path) -> tuple:
+        # "checkpoint_epoch=12.pt": the epoch number decides; file times can tie within a second
+        numbers = [int(n) for n in re.findall(r"=(\d+)", p.name)]
+        return (numbers, p.stat().st_mtime_ns)
+
+    found = sorted(directory.glob(f"{prefix}*.pt"), key=order)
+    return str(found[-1]) if found else None

@@ -31,7 +31,7 @@ __all__, __getattr__, __dir__ = lazy_exports(__name__, {
               "evaluate_config", "load_sweep", "parse_configs", "quick_cohort", "run_config", "run_sweep",
               "train_config"),
     "sweep_tables": ("ConfigResult", "in_framework", "matrices", "plot_matrix"),
-    "trainer": ("MILTrainer", "instance_logits", "latest_checkpoint", "mil_slides"),
+    "trainer": ("MILTrainer", "instance_logits", "mil_slides"),
     "transforms": ("BagStandardize", "RandBagAugment", "bag_transform", "gaussian_blur", "hue_matrices"),
     "validation": ("SlideMapEvaluator", "TumorAUC", "slide_map_targets"),
     "warmup": ("ProxyWarmup",),

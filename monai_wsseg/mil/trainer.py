@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 from collections.abc import Sequence
-from pathlib import Path
 
 import torch
 from ignite.engine import Engine, Events
@@ -21,7 +19,7 @@ from monai.utils import CommonKeys as Keys
 
 from monai_wsseg.datasets.manifest import SlideRecord
 
-__all__ = ["MILTrainer", "instance_logits", "latest_checkpoint", "mil_slides"]
+__all__ = ["MILTrainer", "instance_logits", "mil_slides"]
 
 logger = logging.getLogger(__name__)
 
@@ -160,18 +158,3 @@ def mil_slides(records: Sequence[SlideRecord], split: str | None, *, require_bot
             missing = "tumor (label 1)" if n_tumor == 0 else "normal (label 0)"
             raise ValueError(f"{where}: {len(chosen)} slide(s) but none {missing}; MIL training needs both")
     return chosen
-
-
-def latest_checkpoint(directory: str | Path, prefix: str = "checkpoint") -> str | None:
-    """The newest ``<prefix>*.pt`` in ``directory`` (for resuming), or ``None``."""
-    directory = Path(directory)
-    if not directory.is_dir():
-        return None
-    def order(p: Path) -> tuple:
-        # "checkpoint_epoch=12.pt": the epoch number decides; file times can tie within a second
-        numbers = [int(n) for n in re.findall(r"=(\d+)", p.name)]
-        return (numbers, p.stat().st_mtime_ns)
-
-    found = sorted(directory.glob(f"{prefix}*.pt"), key=order)
-    return str(found[-1]) if found else None
-

@@ -15,7 +15,7 @@ import sys
 
 import pytest
 
-from monai_wsseg.mil.trainer import latest_checkpoint
+from monai_wsseg.engines.checkpoints import latest_checkpoint
 from monai_wsseg.synthetic.generator import make_cohort
 from tests.conftest import PROJECT_ROOT
 

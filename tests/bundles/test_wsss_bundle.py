@@ -14,6 +14,7 @@ import pytest
 import tifffile
 from PIL import Image
 
+from monai_wsseg.engines.checkpoints import latest_checkpoint
 from monai_wsseg.synthetic.generator import make_patch_set
 from tests.conftest import PROJECT_ROOT, real_file
 
@@ -39,6 +40,11 @@ def test_three_phases_chain_through_the_output_folder(tmp_path):
     assert (out / "models" / "classifier.pt").is_file()
     assert "val_cls_auc" in log
     assert json.loads((out / "run.json").read_text())["settings"]["pda_mode"] == "pda"
+    assert (out / "models" / "classifier_checkpoint_epoch=1.pt").is_file()
+    # a second run with more epochs resumes: epoch 1 is restored, not redone
+    log = run_bundle("training", ["train_cls.json", "cpu.json"], *common, "--num_epochs", "2", "--batch_size", "4")
+    assert "Epoch: 2/2" in log and "Epoch: 1/2" not in log
+    assert latest_checkpoint(out / "models", "classifier_checkpoint").endswith("classifier_checkpoint_epoch=2.pt")
 
     run_bundle("run", ["pseudo_masks.json"], *common, "--width", "0.125")
     names = sorted(p.name for p in (data / "training").glob("*.png"))
@@ -51,6 +57,7 @@ def test_three_phases_chain_through_the_output_folder(tmp_path):
     log = run_bundle("training", ["train_seg.json", "cpu_seg.json"], *common, "--num_epochs", "1", "--batch_size", "4")
     assert (out / "models" / "model.pt").is_file()
     assert "val_miou" in log and "train_loss: " in log  # the loss of a non-decollated batch is logged
+    assert (out / "models" / "segmenter_checkpoint_epoch=1.pt").is_file()  # phase 2 did not resume phase 1's
 
     run_bundle("run", ["evaluate.json", "cpu_seg.json"], *common, "--width", "0.125")
     rows = list(csv.DictReader(open(out / "evaluation" / "evaluation.csv", newline="")))

@@ -24,11 +24,11 @@ from ignite.engine import Events
 from torch import nn
 
 from monai_wsseg.datasets.manifest import load_manifest
-from monai_wsseg.engines.checkpoints import AtomicCheckpointSaver, ResumeCheckpointLoader
+from monai_wsseg.engines.checkpoints import AtomicCheckpointSaver, ResumeCheckpointLoader, latest_checkpoint
 from monai_wsseg.inference.cohort import run_cohort
 from monai_wsseg.mil.bags import SlideBagDataset, collate_bags
 from monai_wsseg.mil.loss import TopKBottomKMILLoss
-from monai_wsseg.mil.trainer import MILTrainer, latest_checkpoint
+from monai_wsseg.mil.trainer import MILTrainer
 from monai_wsseg.mil.transforms import bag_transform
 from monai_wsseg.networks.checkpoint import load_checkpoint
 from monai_wsseg.synthetic.generator import make_cohort

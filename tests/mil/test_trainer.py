@@ -13,9 +13,10 @@ from ignite.engine import Events
 from torch import nn
 
 from monai_wsseg.datasets.manifest import SlideRecord
+from monai_wsseg.engines.checkpoints import latest_checkpoint
 from monai_wsseg.engines.tracking import step_loss
 from monai_wsseg.mil.loss import TopKBottomKMILLoss
-from monai_wsseg.mil.trainer import MILTrainer, instance_logits, latest_checkpoint, mil_slides
+from monai_wsseg.mil.trainer import MILTrainer, instance_logits, mil_slides
 from monai_wsseg.mil.validation import TumorAUC
 from monai_wsseg.networks.checkpoint import load_weights
 
