@@ -21,7 +21,7 @@ from monai_wsseg.bundle.stability_protocol import FloorsBase
 
 __all__ = [
     "AUC_COLUMN", "FIGURES", "KEY_METRIC", "LABEL_METRIC", "MIL_SPEC", "FigureSpec", "SeedResult", "StabilityResults",
-    "check_floors", "curve_figures", "merge_curves", "nan_float", "read_pooled", "read_validation_curve",
+    "check_floors", "curve_figures", "merge_curves", "nan_float", "pooled_row", "read_pooled", "read_validation_curve",
 ]
 
 logger = logging.getLogger(__name__)
@@ -231,8 +231,8 @@ def merge_curves(*curves: Mapping[str, Sequence[float]]) -> dict[str, list[float
     return merged
 
 
-def read_pooled(path: str | os.PathLike) -> tuple[float, float]:
-    """``(test AUC over tissue cells, threshold)`` of the ``pooled`` row of an ``evaluation.csv``.
+def pooled_row(path: str | os.PathLike) -> dict[str, str]:
+    """The ``pooled`` row of the MIL bundle's ``evaluation.csv`` (``TumorMapEvaluation``), cells as text.
 
     Raises:
         ValueError: the file has no pooled row.
@@ -240,8 +240,18 @@ def read_pooled(path: str | os.PathLike) -> tuple[float, float]:
     with open(path, newline="", encoding="utf-8") as f:
         for row in csv.DictReader(f):
             if row.get("scope") == "pooled":
-                return nan_float(row.get(AUC_COLUMN)), nan_float(row.get("threshold"))
+                return row
     raise ValueError(f"{path}: no 'pooled' row")
+
+
+def read_pooled(path: str | os.PathLike) -> tuple[float, float]:
+    """``(test AUC over tissue cells, threshold)`` of the ``pooled`` row of an ``evaluation.csv``.
+
+    Raises:
+        ValueError: the file has no pooled row.
+    """
+    row = pooled_row(path)
+    return nan_float(row.get(AUC_COLUMN)), nan_float(row.get("threshold"))
 
 
 def check_floors(result: SeedResult, floors: FloorsBase) -> SeedResult:

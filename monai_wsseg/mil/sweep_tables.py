@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from monai_wsseg.bundle.stability_results import nan_float, pooled_row
 from monai_wsseg.utils.atomic import write_atomically, write_text_atomically
 
 __all__ = ["FIGURES", "PANELS", "TABLE_COLUMNS", "ConfigResult", "format_figure", "in_framework", "markdown_table",
@@ -231,8 +232,5 @@ def read_evaluation(path: str | os.PathLike) -> dict[str, float]:
     Raises:
         ValueError: the file has no pooled row.
     """
-    with open(path, newline="", encoding="utf-8") as f:
-        for row in csv.DictReader(f):
-            if row.get("scope") == "pooled":
-                return {k: float(row[k]) if row.get(k) not in (None, "") else math.nan for k in FIGURES}
-    raise ValueError(f"{path}: no 'pooled' row")
+    row = pooled_row(path)
+    return {k: nan_float(row.get(k)) for k in FIGURES}
