@@ -95,7 +95,7 @@ class AnnotationPolygon:
 
 def read_annotations(
     path: str | os.PathLike,
-    classes: Sequence[str] = DEFAULT_CLASSES,
+    classes: Sequence[str] | None = DEFAULT_CLASSES,
     *,
     allow_empty: bool = False,
 ) -> list[AnnotationPolygon]:
@@ -103,7 +103,8 @@ def read_annotations(
 
     Args:
         path: a ``.geojson`` / ``.json`` file: a FeatureCollection, a list of features, or one Feature.
-        classes: class names that count as foreground, matched case-insensitively (see the module doc).
+        classes: class names that count as foreground, matched case-insensitively (see the module doc);
+            ``None``: every feature, classified or not (regions of interest).
         allow_empty: return ``[]`` instead of raising when no region of ``classes`` is in the file (e.g.
             the reference of an all-normal slide).
 
@@ -119,7 +120,7 @@ def read_annotations(
             ring with fewer than 3 distinct points, or no region of ``classes`` (the classes found are listed).
     """
     path = Path(path)
-    wanted = _class_keys(classes, path)
+    wanted = None if classes is None else _class_keys(classes, path)
     features = _features(_load_json(path), path)
     polygons: list[AnnotationPolygon] = []
     found: Counter[str] = Counter()
@@ -132,7 +133,7 @@ def read_annotations(
             raise ValueError(f"{path}: feature {index} has type {feature['type']!r}, not 'Feature'")
         name = _class_name(feature.get("properties"))
         found[_show_class(name)] += 1
-        if name is None or name.strip().casefold() not in wanted:
+        if wanted is not None and (name is None or name.strip().casefold() not in wanted):
             other_classes += 1
             continue
         where = f"{path}: feature {index} (class {name!r})"
@@ -148,13 +149,15 @@ def read_annotations(
     logger.debug(
         "%s: %d polygon(s) of classes %s from %d feature(s); skipped %d other-class feature(s) and "
         "non-region geometries %s",
-        path, len(polygons), list(classes), len(features), other_classes, dict(skipped) or "none",
+        path, len(polygons), "all" if classes is None else list(classes), len(features), other_classes,
+        dict(skipped) or "none",
     )
     if not polygons and not allow_empty:
         shown = ", ".join(f"{c} ({n})" for c, n in sorted(found.items())) or "none, the file has no features"
         extra = f"; {wanted_non_regions} feature(s) of those classes are points or lines" if wanted_non_regions else ""
         raise ValueError(
-            f"{path}: no Polygon/MultiPolygon feature of class {' / '.join(map(repr, classes))} "
+            f"{path}: no Polygon/MultiPolygon feature"
+            f"{'' if classes is None else ' of class ' + ' / '.join(map(repr, classes))} "
             f"(classes found: {shown}{extra})"
         )
     return polygons

@@ -23,6 +23,7 @@ from monai_wsseg.datasets.manifest import (
     load_manifest,
 )
 from monai_wsseg.datasets.tcga import DEFAULT_FRACTIONS, sample_label, split_by_case
+from monai_wsseg.wsi.dicom import DICOM_EXTENSIONS, find_dicom_slides
 
 __all__ = ["SLIDE_EXTENSIONS", "find_manifest_or_slides", "find_slide_files"]
 
@@ -30,17 +31,20 @@ SLIDE_EXTENSIONS: tuple[str, ...] = (".svs", ".tif", ".tiff", ".ndpi", ".mrxs", 
 
 
 def find_slide_files(root: str | os.PathLike, *, recursive: bool = True) -> list[Path]:
-    """The slide files under ``root``: extension in :data:`SLIDE_EXTENSIONS` (any case), in sub-folders
-    too when ``recursive``; hidden files and folders (a leading dot) are skipped. Sorted by path."""
+    """The slides under ``root``: files with an extension in :data:`SLIDE_EXTENSIONS` (any case), and DICOM
+    WSI series (``.dcm`` files grouped by series: a folder holding one series stands for it, see
+    :func:`~monai_wsseg.wsi.dicom.find_dicom_slides`); in sub-folders too when ``recursive``; hidden files
+    and folders (a leading dot) are skipped. Sorted by path."""
     root = Path(root)
     candidates = root.rglob("*") if recursive else root.iterdir()
-    return sorted(
+    files = [
         p
         for p in candidates
         if p.suffix.lower() in SLIDE_EXTENSIONS
         and not any(part.startswith(".") for part in p.relative_to(root).parts)
         and p.is_file()
-    )
+    ]
+    return sorted(files + find_dicom_slides(root, recursive=recursive))
 
 
 def _assign_splits(
@@ -113,7 +117,7 @@ def _records_from_slide_names(root: Path, *, recursive: bool, require_labels: bo
     slides = find_slide_files(root, recursive=recursive)
     if not slides:
         raise FileNotFoundError(
-            f"{root}: no {MANIFEST_NAME} and no slide files ({' '.join(SLIDE_EXTENSIONS)})"
+            f"{root}: no {MANIFEST_NAME} and no slide files ({' '.join(SLIDE_EXTENSIONS + DICOM_EXTENSIONS)})"
         )
     problems = ProblemList(root)
     records = []

@@ -16,6 +16,9 @@ mask        no        expert tumor mask: one-channel PNG or TIFF covering the wh
                       (:mod:`~monai_wsseg.datasets.annotations`)
 case        no        patient id; defaults to the TCGA case id of the slide, else the slide's stem
 location    no        organ / site, free text (used to break metrics down)
+roi         no        QuPath GeoJSON of drawn regions (level-0 pixels, every class): inference and
+                      evaluation keep to the tissue inside them
+                      (:func:`~monai_wsseg.datasets.annotations.restrict_to_roi`)
 ==========  ========  ==========================================================================
 
 Rules where a choice had to be made:
@@ -65,10 +68,11 @@ __all__ = [
     "write_manifest",
 ]
 
-MANIFEST_COLUMNS: tuple[str, ...] = ("slide", "label", "split", "mask", "case", "location")
+MANIFEST_COLUMNS: tuple[str, ...] = ("slide", "label", "split", "mask", "case", "location", "roi")
 MANIFEST_NAME = "manifest.csv"
 # the GeoJSON ones are monai_wsseg.datasets.annotations.ANNOTATION_EXTENSIONS, written out: no numpy here
-MASK_EXTENSIONS: tuple[str, ...] = (".png", ".tif", ".tiff", ".geojson", ".json")
+ROI_EXTENSIONS: tuple[str, ...] = (".geojson", ".json")
+MASK_EXTENSIONS: tuple[str, ...] = (".png", ".tif", ".tiff", *ROI_EXTENSIONS)
 #: At most this many problems are listed in one error; the rest are counted.
 MAX_LISTED_PROBLEMS = 20
 
@@ -87,6 +91,8 @@ class SlideRecord:
         mask: absolute path of the expert tumor mask, or ``None``.
         case: patient id; all slides of a case share a split.
         location: organ / site, or ``None``.
+        roi: absolute path of a GeoJSON of drawn regions (any class) that limit inference and evaluation to
+            the tissue inside them, or ``None`` (the whole slide).
     """
 
     slide: Path
@@ -95,12 +101,15 @@ class SlideRecord:
     mask: Path | None
     case: str
     location: str | None = None
+    roi: Path | None = None
 
     def __post_init__(self) -> None:
         # Frozen, so conversions go through object.__setattr__; they let callers pass strings.
         object.__setattr__(self, "slide", Path(self.slide))
         if self.mask is not None:
             object.__setattr__(self, "mask", Path(self.mask))
+        if self.roi is not None:
+            object.__setattr__(self, "roi", Path(self.roi))
         if self.label is not None and (isinstance(self.label, bool) or self.label not in (0, 1)):
             raise ValueError(f"{self.slide}: label {self.label!r} is not 0, 1 or None")
         if self.split is not None and self.split not in SPLIT_NAMES:
@@ -261,17 +270,14 @@ def load_manifest(
         split, ok = _row_split(cells.get("split", ""), where, problems)
         row_ok = row_ok and ok
 
-        mask: Path | None = None
-        mask_text = cells.get("mask", "")
-        if mask_text:
-            if Path(mask_text).suffix.lower() not in MASK_EXTENSIONS:
-                problems.add(
-                    f"{where}: mask '{mask_text}' is not a {', '.join(MASK_EXTENSIONS)} file"
-                )
-                row_ok = False
-            mask, ok = _check_path(mask_text, "mask", root, where, problems,
-                                   check_files=check_files, allow_outside_root=allow_outside_root)
+        files: dict[str, Path | None] = {}
+        for kind, extensions in (("mask", MASK_EXTENSIONS), ("roi", ROI_EXTENSIONS)):
+            text = cells.get(kind, "")
+            files[kind], ok = (None, True) if not text else _check_path(
+                text, kind, root, where, problems, check_files=check_files,
+                allow_outside_root=allow_outside_root, extensions=extensions)
             row_ok = row_ok and ok
+        mask, roi = files["mask"], files["roi"]
 
         case = cells.get("case", "") or (default_case(slide_text) if slide_text else "")
         location = cells.get("location", "") or None
@@ -279,7 +285,7 @@ def load_manifest(
         if split is not None and case:
             placed.append((case, split, where))
         if row_ok and slide is not None:
-            records.append(SlideRecord(slide, label, split, mask, case, location))
+            records.append(SlideRecord(slide, label, split, mask, case, location, roi))
 
     _check_case_splits(placed, problems)
     problems.raise_if_any()
@@ -408,11 +414,16 @@ def _check_path(
     *,
     check_files: bool,
     allow_outside_root: bool,
+    extensions: Sequence[str] | None = None,
 ) -> tuple[Path, bool]:
-    """Resolve ``text`` against ``root``; record its problems; return (path, usable)."""
+    """Resolve ``text`` against ``root``; record its problems (a suffix not in ``extensions`` too);
+    return (path, usable)."""
     expanded = os.path.expanduser(text)
     path = Path(os.path.normpath(expanded if os.path.isabs(expanded) else root / expanded))
     ok = True
+    if extensions is not None and path.suffix.lower() not in extensions:
+        problems.add(f"{where}: {kind} '{text}' is not a {', '.join(extensions)} file")
+        ok = False
     if not allow_outside_root and not is_within(path, root):
         problems.add(f"{where}: {kind} '{text}' is outside the manifest's folder {root}")
         ok = False
@@ -420,8 +431,8 @@ def _check_path(
         if not path.exists():
             problems.add(f"{where}: {kind} file not found: {path}", missing_file=True)
             ok = False
-        elif kind == "mask" and not path.is_file():
-            problems.add(f"{where}: mask {path} is not a file")
+        elif kind in ("mask", "roi") and not path.is_file():
+            problems.add(f"{where}: {kind} {path} is not a file")
             ok = False
     return path, ok
 
@@ -467,6 +478,7 @@ def write_manifest(records: Iterable[SlideRecord], csv_path: str | os.PathLike) 
             rel(r.mask),
             r.case,
             r.location or "",
+            rel(r.roi),
         ]
         for r in records
     ]

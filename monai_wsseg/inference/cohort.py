@@ -26,11 +26,13 @@ import numpy as np
 
 from monai_wsseg.datasets.discovery import SLIDE_EXTENSIONS, find_manifest_or_slides, find_slide_files
 from monai_wsseg.datasets.manifest import MANIFEST_NAME, SlideRecord
+from monai_wsseg.datasets.roi import restrict_to_roi
 from monai_wsseg.errors import ExpectedError
 from monai_wsseg.inference.engine import WSIInferer
 from monai_wsseg.inference.report import slide_report, write_slide_report
 from monai_wsseg.io import write_geojson, write_map_tiff, write_overlay_png
 from monai_wsseg.utils.output_dir import check_output_dir
+from monai_wsseg.wsi.dicom import DICOM_EXTENSIONS
 from monai_wsseg.wsi.slide import open_slide
 from monai_wsseg.wsi.tissue import compute_tissue_mask, tissue_on_grid
 
@@ -102,21 +104,29 @@ def shard(items: Sequence, rank: int | None = None, world_size: int | None = Non
     return list(items)[rank::world_size]
 
 
-def cohort_slides(source: str | os.PathLike, split: str | None = None) -> list[Path]:
+def cohort_records(source: str | os.PathLike, split: str | None = None) -> list[SlideRecord]:
     """The slides to infer from a slide file, a manifest CSV, a folder holding ``manifest.csv``, or a folder
-    of slides (labels are not needed for inference); ``split`` keeps only that manifest split."""
+    of slides (labels are not needed for inference), as records (a manifest's ``roi`` kept); ``split``
+    keeps only that manifest split."""
     src = Path(source)
-    if src.is_file() and src.suffix.lower() in SLIDE_EXTENSIONS:
-        return [src]
     if not src.exists():
         raise FileNotFoundError(f"{src}: no such slide, manifest or folder")
-    if src.is_dir() and not (src / MANIFEST_NAME).exists():
+    if src.is_file() and src.suffix.lower() in SLIDE_EXTENSIONS + DICOM_EXTENSIONS:
+        found = [src]
+    elif src.is_dir() and not (src / MANIFEST_NAME).exists():
         found = find_slide_files(src)
         if not found:
-            raise FileNotFoundError(f"{src}: holds no manifest.csv and no slide files ({', '.join(SLIDE_EXTENSIONS)})")
-        return found
-    records = find_manifest_or_slides(src, require_labels=False, assign_splits=False)
-    return [r.slide for r in records if split is None or r.split == split]
+            kinds = ", ".join(SLIDE_EXTENSIONS + DICOM_EXTENSIONS)
+            raise FileNotFoundError(f"{src}: holds no manifest.csv and no slide files ({kinds})")
+    else:
+        records = find_manifest_or_slides(src, require_labels=False, assign_splits=False)
+        return [r for r in records if split is None or r.split == split]
+    return [SlideRecord(p, None, None, None, p.stem) for p in found]
+
+
+def cohort_slides(source: str | os.PathLike, split: str | None = None) -> list[Path]:
+    """The slide paths of :func:`cohort_records`."""
+    return [r.slide for r in cohort_records(source, split)]
 
 
 def check_writable(output_dir: str | os.PathLike) -> Path:
@@ -132,10 +142,12 @@ def failure_reason(exc: BaseException) -> str:
 
 
 def write_slide_outputs(inferer: WSIInferer, path: Path, targets: dict[str, Path], outputs: MapOutputs, *,
-                        backend: str = "auto", mpp: float | None = None) -> None:
-    """Infer one slide and write the outputs named in ``targets`` (``MapOutputs.paths``); raises on failure."""
+                        backend: str = "auto", mpp: float | None = None, roi: Path | None = None) -> None:
+    """Infer one slide (only the tissue inside ``roi``'s regions when given, see
+    :func:`~monai_wsseg.datasets.roi.restrict_to_roi`) and write the outputs named in ``targets``
+    (``MapOutputs.paths``); raises on failure."""
     with open_slide(path, backend=backend, mpp=mpp) as slide:
-        tissue = compute_tissue_mask(slide, mpp=inferer.tissue_mpp)
+        tissue = restrict_to_roi(compute_tissue_mask(slide, mpp=inferer.tissue_mpp), roi, slide.dimensions)
         smap = inferer(slide, tissue=tissue)
         if "tiff" in targets:
             write_map_tiff(targets["tiff"], smap, channel=None if outputs.label_map else outputs.channel,
@@ -189,6 +201,7 @@ class CohortRun:
         self.outputs = outputs or MapOutputs()
         self.backend, self.mpp, self.tolerate_failures = backend, mpp, tolerate_failures
         self.slides: list[Path] = []
+        self.rois: dict[Path, Path] = {}
         self.result = CohortResult()
 
     def start(self, slides: Sequence[str | os.PathLike | SlideRecord], rank: int | None = None,
@@ -201,17 +214,20 @@ class CohortRun:
         """
         self.output_dir = check_writable(self.output_dir)
         paths = [Path(s.slide if isinstance(s, SlideRecord) else s) for s in slides]
+        self.rois = {Path(s.slide): s.roi for s in slides if isinstance(s, SlideRecord) and s.roi is not None}
         check_stems(self.output_dir, paths)
         self.slides = shard(paths, rank, world_size)
         self.result = CohortResult()
         return self.slides
 
-    def infer_slide(self, path: str | os.PathLike, position: int | None = None) -> str:
+    def infer_slide(self, path: str | os.PathLike, position: int | None = None,
+                    roi: str | os.PathLike | None = None) -> str:
         """Infer one slide of the shard and write its outputs, unless they all exist already.
 
         Args:
             path: the slide.
             position: its 1-based place in the shard, for the log.
+            roi: GeoJSON of the regions to keep to (default: the record's ``roi`` given to :meth:`start`).
 
         Returns:
             ``"done"``, ``"skipped"`` (outputs exist) or ``"failed"`` (logged and recorded in :attr:`result`,
@@ -224,7 +240,8 @@ class CohortRun:
             return "skipped"
         logger.info("[%s/%d] %s", "?" if position is None else position, len(self.slides), path)
         try:
-            write_slide_outputs(self.inferer, path, targets, self.outputs, backend=self.backend, mpp=self.mpp)
+            write_slide_outputs(self.inferer, path, targets, self.outputs, backend=self.backend, mpp=self.mpp,
+                                roi=Path(roi) if roi is not None else self.rois.get(path))
         except Exception as exc:  # one bad slide must not end a cohort; it is reported by finish()
             reason = failure_reason(exc)
             logger.error("%s: failed: %s", path, reason)

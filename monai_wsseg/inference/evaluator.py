@@ -20,7 +20,7 @@ from typing import Any
 
 from ignite.engine import Engine
 
-from monai_wsseg.inference.cohort import CohortResult, CohortRun, MapOutputs, cohort_slides
+from monai_wsseg.inference.cohort import CohortResult, CohortRun, MapOutputs, cohort_records
 from monai_wsseg.inference.engine import WSIInferer
 
 __all__ = ["CohortEvaluator", "patch_dataset", "slide_dataset"]
@@ -29,11 +29,13 @@ logger = logging.getLogger(__name__)
 
 
 def slide_dataset(source: str | os.PathLike, split: str | None = None):
-    """A MONAI ``Dataset`` of ``{"image": path}`` items, one per slide of ``source`` (a slide, a manifest,
-    a folder with ``manifest.csv`` or a folder of slides; see :func:`~monai_wsseg.inference.cohort.cohort_slides`)."""
+    """A MONAI ``Dataset`` of ``{"image": path}`` items (with ``"roi"`` when the manifest gives one), one per
+    slide of ``source`` (a slide, a manifest, a folder with ``manifest.csv`` or a folder of slides; see
+    :func:`~monai_wsseg.inference.cohort.cohort_records`)."""
     from monai.data import Dataset
 
-    return Dataset(data=[{"image": str(p)} for p in cohort_slides(source, split)])
+    items = [{"image": str(r.slide)} | ({"roi": str(r.roi)} if r.roi else {}) for r in cohort_records(source, split)]
+    return Dataset(data=items)
 
 
 def patch_dataset(folder: str | os.PathLike):
@@ -78,7 +80,7 @@ class CohortEvaluator(Engine):
             handler.attach(self)
 
     def _infer(self, engine: Engine, item: dict) -> dict:
-        status = self.cohort.infer_slide(item["image"], engine.state.iteration)
+        status = self.cohort.infer_slide(item["image"], engine.state.iteration, roi=item.get("roi"))
         return {"slide": str(Path(item["image"])), "status": status}
 
     # The bundle's entry point ("$@evaluator.run()"): it returns the cohort result, not Ignite's State.

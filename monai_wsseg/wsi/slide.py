@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from monai_wsseg.wsi.dicom import DICOM_EXTENSIONS, DicomSeriesError, holds_dicom, series_file
 from monai_wsseg.wsi.tiff_reader import PyramidTiffReader, check_tiff_integrity, tiff_mpp
 
 __all__ = ["MPP_RTOL", "Slide", "SlideReadError", "available_backends", "open_slide", "resolve_backend"]
@@ -109,12 +110,14 @@ class Slide:
     """A whole-slide image opened for reading.
 
     Args:
-        path: slide file (``.svs``, generic tiled ``.tif``, ``.ndpi``, ``.mrxs`` ... as the backend allows).
-        backend: ``"auto"``, ``"cucim"``, ``"openslide"`` or ``"tifffile"``.
+        path: slide file (``.svs``, generic tiled ``.tif``, ``.ndpi``, ``.mrxs`` ... as the backend allows), or a
+            DICOM WSI series: its folder or any of its ``.dcm`` files (read through OpenSlide 4, see
+            :mod:`monai_wsseg.wsi.dicom`).
+        backend: ``"auto"``, ``"cucim"``, ``"openslide"`` or ``"tifffile"``; ``"auto"`` reads DICOM through OpenSlide.
         mpp: level-0 microns per pixel, used when the file holds none (and overriding the file when given).
 
     Attributes:
-        path: the slide file.
+        path: the slide file (or DICOM series folder) as given.
         backend: the backend in use.
         mpp: level-0 microns per pixel (x and y assumed equal; the mean is used when they differ).
         dimensions: level-0 ``(width, height)`` in pixels.
@@ -131,6 +134,10 @@ class Slide:
         _check_file(self.path)
         if mpp is not None and not (math.isfinite(mpp) and mpp > 0):
             raise ValueError(f"{self.path}: mpp must be a positive number of microns per pixel, got {mpp!r}")
+        self._source = self.path  # the file the backend opens: for a DICOM series, one file of it
+        if self.path.suffix.lower() in DICOM_EXTENSIONS or holds_dicom(self.path):
+            self._source = _dicom_source(self.path, backend)
+            backend = "openslide"
         self.backend = resolve_backend(backend)
         if self.path.suffix.lower() in _TIFF_SUFFIXES:
             try:
@@ -164,7 +171,7 @@ class Slide:
             # outlive the handle or cross a fork.
             self._reader = _make_reader(self.backend)
             try:
-                self._wsi = self._reader.read(str(self.path))
+                self._wsi = self._reader.read(str(self._source))
             except Exception as exc:
                 raise SlideReadError(
                     f"{self.path}: not a readable slide for the {self.backend} backend ({_first_line(exc)})"
@@ -373,12 +380,30 @@ def _check_file(path: Path) -> None:
         raise SlideReadError(f"{path}: not readable (permission denied on a folder of its path)") from None
     if not exists:
         raise FileNotFoundError(f"{path}: no such slide file")
-    if path.is_dir() and path.suffix.lower() != ".mrxs":
-        raise SlideReadError(f"{path}: is a folder, not a slide file")
+    if path.is_dir() and path.suffix.lower() != ".mrxs" and not holds_dicom(path):
+        raise SlideReadError(f"{path}: is a folder, not a slide file (nor a DICOM series folder)")
     if not os.access(path, os.R_OK):
         raise SlideReadError(f"{path}: not readable (permission denied)")
     if path.is_file() and path.stat().st_size == 0:
         raise SlideReadError(f"{path}: empty file (0 bytes)")
+
+
+def _dicom_source(path: Path, backend: str) -> Path:
+    """The file of the DICOM series at ``path`` that OpenSlide opens; only OpenSlide (4 or later) reads DICOM."""
+    if backend not in ("auto", "openslide"):
+        raise SlideReadError(f"{path}: a DICOM slide reads through OpenSlide 4; the {backend} backend cannot read it")
+    try:
+        source = series_file(path)
+    except DicomSeriesError as exc:
+        raise SlideReadError(str(exc)) from None
+    try:
+        import openslide
+    except Exception:
+        raise SlideReadError(f"{path}: a DICOM slide needs OpenSlide 4; install monai-wsseg[openslide]") from None
+    version = getattr(openslide, "__library_version__", "4")
+    if int(version.split(".")[0]) < 4:
+        raise SlideReadError(f"{path}: a DICOM slide needs OpenSlide 4 or later (this is OpenSlide {version})")
+    return source
 
 
 def open_slide(path: str | os.PathLike, backend: str = "auto", mpp: float | None = None) -> Slide:

@@ -29,11 +29,31 @@ def _levels(wsi: tifffile.TiffFile) -> list:
     return list(series.levels) if series.levels else [series]
 
 
+_OME_UNITS = {"µm": 1.0, "um": 1.0, "\u03bcm": 1.0, "nm": 1e-3, "mm": 1e3, "cm": 1e4}
+
+
+def _ome_mpp(xml: str) -> float | None:
+    """Microns per pixel of the first OME ``Pixels`` element (mean of x and y), or ``None``."""
+    pixels = re.search(r"<(?:\w+:)?Pixels\b[^>]*>", xml)
+    if pixels is None:
+        return None
+    values = []
+    for axis in ("X", "Y"):
+        size = re.search(rf'PhysicalSize{axis}="([0-9.eE+-]+)"', pixels.group(0))
+        unit = re.search(rf'PhysicalSize{axis}Unit="([^"]+)"', pixels.group(0))
+        scale = _OME_UNITS.get(unit.group(1) if unit else "µm")
+        if size is None or scale is None or float(size.group(1)) <= 0:
+            return None
+        values.append(float(size.group(1)) * scale)
+    return float(np.mean(values))
+
+
 def tiff_mpp(wsi: tifffile.TiffFile) -> float | None:
     """Level-0 microns per pixel recorded in a TIFF, or ``None`` when it records none.
 
-    Looks at an Aperio description (``MPP = 0.499``), then the X/Y resolution tags with their unit.
-    A resolution unit of "none" (or a missing tag) means no physical size is known.
+    Looks at an Aperio description (``MPP = 0.499``), then an OME-XML ``PhysicalSizeX/Y`` (OME-TIFF, with
+    its unit; microns when none is given), then the X/Y resolution tags with their unit. A resolution unit
+    of "none" (or a missing tag) means no physical size is known.
     """
     page = wsi.pages.first
     desc = page.description or ""
@@ -41,6 +61,10 @@ def tiff_mpp(wsi: tifffile.TiffFile) -> float | None:
         m = re.search(r"MPP\s*=\s*([0-9.eE+-]+)", desc)
         if m:
             return float(m.group(1))
+    if wsi.is_ome:
+        ome = _ome_mpp(wsi.ome_metadata or "")
+        if ome is not None:
+            return ome
     tags = page.tags
     if "XResolution" not in tags or "YResolution" not in tags:
         return None

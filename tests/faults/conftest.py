@@ -1,6 +1,6 @@
 """The fault suite's bookkeeping: every bad input goes through :func:`expect_clear` or :func:`expect_handled`,
 every output folder through :func:`assert_no_partial`, and the run ends with the tally the issue asks for
-(bad inputs tried / clear message / raw traceback / partial output).
+(bad inputs tried / clear message / raw traceback / partial output / traceback printed by the error hook).
 
 "Clear" means: the exception the caller gets was raised by this project's code (not by numpy, PIL,
 tifffile, torch ... from inside), and its first line names the file or the setting at fault. Anything
@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
-from monai_wsseg.errors import raised_here
+from monai_wsseg.errors import is_expected, raised_here
 
-TALLY = {"tried": 0, "clear": 0, "raw": 0, "partial": 0}
+TALLY = {"tried": 0, "clear": 0, "raw": 0, "partial": 0, "traceback": 0}
 DETAILS: list[tuple[str, str]] = []
 #: Figures the interruption tests measured, printed with the tally (name → text).
 MEASURED: dict[str, str] = {}
@@ -51,6 +51,12 @@ def expect_clear(case: str, call: Callable[[], Any], *, names: str, match: str) 
         clear = raised_here(exc) and names in first and match in str(exc)
         _record(case, "clear" if clear else "raw")
         assert clear, f"{case}: not a clear error: {type(exc).__name__}: {exc!s:.500}"
+        # What a user of `python -m monai.bundle run` would see: the error hook (monai_wsseg.errors) prints
+        # one line for an expected error and a traceback for anything else.
+        if not is_expected(exc):
+            TALLY["traceback"] += 1
+            DETAILS.append((case, f"would print a traceback ({type(exc).__name__})"))
+        assert is_expected(exc), f"{case}: {type(exc).__name__} is not an expected error type: traceback printed"
         return exc
     _record(case, "raw")
     pytest.fail(f"{case}: no error was raised")
@@ -154,7 +160,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
     terminalreporter.section("fault suite tally")
     terminalreporter.write_line(
         f"bad inputs tried: {TALLY['tried']}, clear message: {TALLY['clear']}, raw traceback: {TALLY['raw']}, "
-        f"partial output: {TALLY['partial']}"
+        f"partial output: {TALLY['partial']}, traceback printed for an expected failure: {TALLY['traceback']}"
     )
     for case, outcome in DETAILS:
         if outcome != "clear":

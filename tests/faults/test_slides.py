@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 import warnings
 from pathlib import Path
 
@@ -155,3 +157,68 @@ def test_a_cohort_of_bad_slides_lists_each_and_finishes_the_good_ones(slides, tm
     said = any("no tissue found" in str(w.message) and "blank.tif" in str(w.message) for w in caught)
     expect_handled("slide with no tissue", blank["no_tissue"] and said, str(blank))
     assert isinstance(exc, CohortError)
+
+
+@pytest.fixture(scope="module")
+def dicom_cases(slides, tmp_path_factory) -> dict[str, Path]:
+    """DICOM inputs a user may meet: a file without ImageType (pathml-style), a folder of two series,
+    a folder holding only non-DICOM files."""
+    pytest.importorskip("openslide")
+    wsidicomizer = pytest.importorskip("wsidicomizer")
+    import pydicom
+
+    d = tmp_path_factory.mktemp("bad_dicom")
+    mixed = d / "two_series"
+    mixed.mkdir()
+    for tag, source in (("a", slides["good"]), ("b", slides["tiny"])):
+        wsidicomizer.WsiDicomizer.convert(str(source), str(d / tag))
+        for f in (d / tag).glob("*.dcm"):
+            shutil.copy(f, mixed / f"{tag}_{f.name}")
+    ds = pydicom.dcmread(sorted((d / "a").glob("*.dcm"))[0])
+    del ds.ImageType
+    ds.save_as(d / "no_image_type.dcm")
+    (d / "not_dicom.dcm").write_bytes(b"\0" * 300)
+    return {"no_image_type": d / "no_image_type.dcm", "two_series": mixed, "series": d / "a",
+            "not_dicom": d / "not_dicom.dcm"}
+
+
+@pytest.mark.parametrize(
+    ("name", "backend", "problem"),
+    [
+        ("no_image_type", "auto", "DICOM file without ImageType (0008,0008)"),
+        ("two_series", "auto", "folder holds 2 DICOM series"),
+        ("series", "tifffile", "reads through OpenSlide 4; the tifffile backend cannot read it"),
+        ("not_dicom", "auto", "not a readable DICOM file"),
+    ],
+)
+def test_an_unusable_dicom_slide_is_named_with_its_problem(dicom_cases, name, backend, problem):
+    path = dicom_cases[name]
+    expect_clear(f"dicom: {name}", lambda: open_slide(path, backend=backend), names=str(path), match=problem)
+
+
+def test_a_cohort_with_bad_dicom_lists_them_and_maps_the_good_series(dicom_cases, tmp_path):
+    cohort = [dicom_cases["series"], dicom_cases["no_image_type"], dicom_cases["two_series"]]
+    out = tmp_path / "out"
+    exc = expect_clear("dicom: cohort with two bad series",
+                       lambda: run_cohort(inferer(TinyFCN()), cohort, out),
+                       names="2 of 3 slides failed", match="without ImageType")
+    assert "two_series: folder holds 2 DICOM series" in str(exc)
+    assert (out / "a.tif").exists()
+    assert_no_partial("dicom cohort", out)
+
+
+def test_a_bad_roi_fails_its_slide_naming_the_file(slides, tmp_path):
+    from monai_wsseg.datasets.manifest import SlideRecord
+
+    outside = tmp_path / "outside.geojson"
+    ring = [[5000, 5000], [6000, 5000], [6000, 6000], [5000, 5000]]
+    outside.write_text(json.dumps({"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [ring]}}))
+    broken = tmp_path / "broken.geojson"
+    broken.write_text('{"type": "FeatureCollection", "features": [')
+    cohort = [SlideRecord(slides["good"], None, None, None, "a", roi=outside),
+              SlideRecord(slides["blank"], None, None, None, "b", roi=broken)]
+    out = tmp_path / "out"
+    exc = expect_clear("roi: outside the slide / not JSON", lambda: run_cohort(inferer(TinyFCN()), cohort, out),
+                       names="2 of 2 slides failed", match="outside.geojson: feature 0")
+    assert "broken.geojson: not JSON" in str(exc)
+    assert_no_partial("bad roi", out)

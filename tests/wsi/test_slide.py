@@ -204,6 +204,17 @@ def test_slide_without_mpp(tmp_path, backend):
     np.testing.assert_array_equal(s.read_region((0, 0), (512, 512)), image)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize(("size", "unit", "mpp"), [(0.25, None, 0.25), (250.0, "nm", 0.25), (0.0005, "mm", 0.5)])
+def test_ome_tiff_mpp_is_read_from_its_xml(tmp_path, backend, size, unit, mpp):
+    path = tmp_path / "slide.ome.tif"
+    meta = {"axes": "YXS", "PhysicalSizeX": size, "PhysicalSizeY": size}
+    if unit:
+        meta |= {"PhysicalSizeXUnit": unit, "PhysicalSizeYUnit": unit}
+    tifffile.imwrite(path, smooth_rgb(512, 512), tile=(256, 256), photometric="rgb", metadata=meta)
+    assert open_slide(path, backend=backend).mpp == pytest.approx(mpp)
+
+
 def test_folder_bad_mpp_and_unknown_backend(pyramid, tmp_path):
     with pytest.raises(SlideReadError, match="is a folder"):
         open_slide(tmp_path)
