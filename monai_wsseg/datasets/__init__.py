@@ -6,6 +6,7 @@
   (:func:`find_manifest_or_slides`); :mod:`.masks` — how an expert mask maps onto its slide;
 * :mod:`.tcga` — slide labels and case-wise splits from TCGA barcodes;
 * :mod:`.annotations` — QuPath GeoJSON annotations as expert masks (:func:`load_annotation_mask`);
+  :mod:`.roi` — drawn regions of interest that limit inference and evaluation (:func:`restrict_to_roi`);
 * :mod:`.pcam` — PatchCamelyon, paper A's patch-level generalisation check.
 
 MIL bags live with their method (:mod:`monai_wsseg.mil.bags`), the WSSS patch sets with theirs
@@ -19,9 +20,11 @@ __all__, __getattr__, __dir__ = lazy_exports(__name__, {
     "annotations": ("ANNOTATION_EXTENSIONS", "DEFAULT_CLASSES", "AnnotationPolygon", "annotation_mask_shape",
                     "load_annotation_mask", "rasterise_annotations", "read_annotations"),
     "discovery": ("SLIDE_EXTENSIONS", "find_manifest_or_slides", "find_slide_files"),
-    "manifest": ("MANIFEST_COLUMNS", "MANIFEST_NAME", "MASK_EXTENSIONS", "MAX_LISTED_PROBLEMS", "SlideRecord",
+    "manifest": ("MANIFEST_COLUMNS", "MANIFEST_NAME", "MASK_EXTENSIONS", "MAX_LISTED_PROBLEMS", "ROI_EXTENSIONS",
+                 "SlideRecord",
                  "load_manifest", "write_manifest"),
     "masks": ("mask_downsample",),
+    "roi": ("restrict_to_roi", "roi_mask"),
     "pcam": ("PCamDataset", "evaluate_pcam", "pcam_preprocess"),
     "tcga": ("DEFAULT_FRACTIONS", "SPLIT_NAMES", "TCGABarcode", "case_id", "parse_barcode", "sample_label",
              "split_by_case"),

@@ -58,6 +58,7 @@ __all__ = [
     "MANIFEST_NAME",
     "MASK_EXTENSIONS",
     "MAX_LISTED_PROBLEMS",
+    "ROI_EXTENSIONS",
     "ProblemList",
     "SlideRecord",
     "absolute_path",
