@@ -41,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--peer-patches", type=int, default=64, help="patches timed for (f); 0 skips it")
     p.add_argument("--peer-reader", default="openslide")
     p.add_argument("--skip-patch-mode", action="store_true", help="skip (e)")
+    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"))
+    p.add_argument("--ckpt", type=Path, help="network weights (e.g. a bundle's models/model.pt); random init without")
+    p.add_argument("--skip-fast-path", action="store_true", help="skip (g), the precision's speed-up over fp32")
     p.add_argument("--json", type=Path)
     return p
 
@@ -52,7 +55,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
         out = run_inference_benchmark(
             args.slide, device=args.device, backbone=args.backbone, mpp=args.mpp, stride=args.stride, tile=args.tile,
             halo=args.halo, batch_size=args.batch_size, workers=args.workers, model_windows=args.model_windows,
-            peer_patches=args.peer_patches, peer_reader=args.peer_reader, patch_mode=not args.skip_patch_mode)
+            peer_patches=args.peer_patches, peer_reader=args.peer_reader, patch_mode=not args.skip_patch_mode,
+            precision=args.precision, ckpt=args.ckpt, fast_path_check=not args.skip_fast_path)
     except (OSError, ValueError) as exc:
         print(f"refused: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -8,6 +8,8 @@ memory in MB):
   (c) end to end    — ``WSIInferer`` on the slide (tissue mask, reading, network, stitching); ratio (c)/(a)
   (d) peak memory   — peak resident memory of this process and of its DataLoader workers
   (e) FCN on large tiles vs the same network on 224 px patches with 50 % overlap (time ratio, map agreement)
+  (g) fast path     — (a) at the chosen precision (bf16 + channels-last on a bf16 CPU) ÷ (a) in fp32 eager on the
+      same windows (``g_fast_speedup``), and the largest |Δ probability| between the two (``g_fast_max_abs_diff``)
   (f) the pipeline a MONAI user picks today (model-zoo tumor detection: ``MaskedPatchWSIDataset`` →
       DataLoader → ``TorchVisionFCModel``, one 224 px patch per output cell), timed on a sample of its
       patches and extrapolated to all of them (it would take an hour on a CPU); time ratio peer ÷ ours
@@ -17,6 +19,7 @@ memory in MB):
 
 from __future__ import annotations
 
+import copy
 import os
 import platform
 import resource
@@ -29,11 +32,13 @@ from torch.utils.data import DataLoader
 
 # The engine's own window dataset: (b) must read exactly as inference does.
 from monai_wsseg.inference.engine import TileWindows, WSIInferer
+from monai_wsseg.networks.checkpoint import load_weights
 from monai_wsseg.networks.fcn import ResNetFCN
+from monai_wsseg.utils.precision import resolve_precision
 from monai_wsseg.wsi.slide import Slide, open_slide
 from monai_wsseg.wsi.tissue import compute_tissue_mask
 
-__all__ = ["agreement", "model_only", "peer_pipeline", "read_only", "run_inference_benchmark"]
+__all__ = ["agreement", "fast_path", "model_only", "peer_pipeline", "read_only", "run_inference_benchmark"]
 
 
 def _sync(device: torch.device) -> None:
@@ -41,19 +46,41 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def model_only(inferer: WSIInferer, windows: list[torch.Tensor], repeats: int) -> float:
-    """Seconds per window for the network alone on in-memory ``(3, S, S)`` uint8 windows (warm-up excluded)."""
-    net, bs = inferer.network.eval(), inferer.batch_size
-    batches = [torch.stack(windows[i : i + bs]) for i in range(0, len(windows), bs)]
-    with torch.no_grad(), torch.autocast(inferer.device.type, dtype=torch.float16, enabled=inferer.amp):
-        net(inferer.preprocess(batches[0]))
+def model_only(inferer: WSIInferer, windows: list[torch.Tensor], repeats: int,
+               outputs: list[torch.Tensor] | None = None) -> float:
+    """Seconds per window for the network alone on in-memory ``(3, S, S)`` uint8 windows (warm-up excluded),
+    at the inferer's precision; the fp32 logits of the last repeat are appended to ``outputs`` when given."""
+    net, bs, precision = inferer.network.eval(), inferer.batch_size, inferer.precision
+    precision.prepare(net)
+    batches = [torch.stack(windows[i : i + bs]).to(inferer.device) for i in range(0, len(windows), bs)]
+    with torch.no_grad(), precision.autocast():
+        net(precision.inputs(inferer.preprocess(batches[0])))
         _sync(inferer.device)
         start = time.perf_counter()
-        for _ in range(repeats):
+        for r in range(repeats):
             for b in batches:
-                net(inferer.preprocess(b))
+                logits = net(precision.inputs(inferer.preprocess(b)))
+                if outputs is not None and r == repeats - 1:
+                    outputs.append(logits.float().cpu())
         _sync(inferer.device)
     return (time.perf_counter() - start) / (repeats * len(windows))
+
+
+def fast_path(inferer: WSIInferer, windows: list[torch.Tensor], fast_s: float, repeats: int) -> dict[str, Any]:
+    """(g): the inferer's precision against fp32 eager (contiguous memory, no autocast) on the same windows:
+    speed-up of the network alone, and the largest and mean |Δ probability| of its sigmoid outputs."""
+    net = inferer.network
+    fast: list[torch.Tensor] = []
+    model_only(inferer, windows, 1, fast)
+    reference = copy.copy(inferer)
+    reference.precision = resolve_precision("fp32", inferer.device)
+    net.to(memory_format=torch.contiguous_format)
+    slow: list[torch.Tensor] = []
+    fp32_s = model_only(reference, windows, repeats, slow)
+    inferer.precision.prepare(net)
+    diff = torch.cat([(torch.sigmoid(a) - torch.sigmoid(b)).abs().flatten() for a, b in zip(fast, slow, strict=True)])
+    return {"g_precision": inferer.precision.name, "g_fast_speedup": fp32_s / fast_s,
+            "g_fast_max_abs_diff": float(diff.max()), "g_fast_mean_abs_diff": float(diff.mean())}
 
 
 def read_only(inferer: WSIInferer, slide: Slide, plan: Any) -> float:
@@ -120,10 +147,13 @@ def peer_pipeline(slide: Slide, device: torch.device, cell_px: int, *, mpp: floa
 def run_inference_benchmark(slide_path: str | os.PathLike, *, device: str = "cpu", backbone: str = "resnet50",
                             mpp: float = 0.5, stride: int = 16, tile: int = 1024, halo: int = 128,
                             batch_size: int = 2, workers: int = 1, model_windows: int = 6, peer_patches: int = 64,
-                            peer_reader: str = "openslide", patch_mode: bool = True) -> dict[str, Any]:
-    """Figures (a)–(f) of the module docstring on one slide, with a randomly initialised ``ResNetFCN``.
+                            peer_reader: str = "openslide", patch_mode: bool = True, precision: str = "auto",
+                            ckpt: str | os.PathLike | None = None, fast_path_check: bool = True) -> dict[str, Any]:
+    """Figures (a)–(g) of the module docstring on one slide, with a ``ResNetFCN`` (randomly initialised, or the
+    weights of ``ckpt``) at ``precision`` (:mod:`monai_wsseg.utils.precision`).
 
     Args:
+        fast_path_check: run (g) (the network alone at ``precision`` against fp32 eager).
         model_windows: windows kept in memory for (a).
         peer_patches: patches timed for (f); 0 skips it.
         patch_mode: run (e).
@@ -134,9 +164,12 @@ def run_inference_benchmark(slide_path: str | os.PathLike, *, device: str = "cpu
     dev = torch.device(device)
     torch.manual_seed(0)
     slide = open_slide(slide_path)
-    net = ResNetFCN(backbone, num_classes=1, output_stride=stride).to(dev).eval()
+    net = ResNetFCN(backbone, num_classes=1, output_stride=stride)
+    if ckpt is not None:
+        load_weights(net, ckpt)
+    net = net.to(dev).eval()
     inferer = WSIInferer(net, mpp=mpp, stride=stride, tile=tile, halo=halo, batch_size=batch_size,
-                         num_workers=workers, device=dev, progress=False)
+                         num_workers=workers, device=dev, progress=False, precision=precision)
     tissue = compute_tissue_mask(slide)
     plan = inferer.plan(slide, tissue)
     if not len(plan):
@@ -147,12 +180,17 @@ def run_inference_benchmark(slide_path: str | os.PathLike, *, device: str = "cpu
         "slide": str(slide.path), "slide_size": slide.dimensions, "slide_mpp": slide.mpp,
         "device": str(dev), "device_name": processor, "torch_threads": torch.get_num_threads(), "backbone": backbone,
         "stride": stride, "tile": tile, "halo": halo, "batch_size": batch_size, "workers": workers,
+        "precision": inferer.precision.as_dict(), "weights": str(ckpt) if ckpt else "random",
         "tiles": len(plan), "tissue_fraction": tissue.fraction, "kept_megapixels": len(plan) * mpx_per_window,
     }
 
     ds = TileWindows(slide, plan)
     windows = [ds[i][0] for i in range(min(model_windows, len(plan)))]
-    out["a_model_mpx_s"] = mpx_per_window / model_only(inferer, windows, repeats=1)
+    fast_s = model_only(inferer, windows, repeats=1)
+    out["a_model_mpx_s"] = mpx_per_window / fast_s
+    if fast_path_check:
+        out.update(fast_path(inferer, windows, fast_s, repeats=1))
+        out["g_fp32_model_mpx_s"] = out["a_model_mpx_s"] / out["g_fast_speedup"]
     out["b_read_mpx_s"] = mpx_per_window / read_only(inferer, slide, plan)
     start = time.perf_counter()
     smap = inferer(slide, tissue=tissue)

@@ -162,7 +162,7 @@ def write_slide_outputs(inferer: WSIInferer, path: Path, targets: dict[str, Path
             write_geojson(targets["geojson"], smap, class_names=names, colors=colors,
                           threshold=outputs.threshold, slide_dimensions=slide.dimensions)
     if "report" in targets:
-        write_slide_report(targets["report"], slide_report(smap, slide.dimensions))
+        write_slide_report(targets["report"], slide_report(smap, slide.dimensions, inferer.precision.name))
     if smap.unread:
         logger.warning("%s: %d unreadable windows are no-data in the maps", path, len(smap.unread))
 

@@ -26,6 +26,7 @@ from monai.inferers import AvgMerger
 from torch.utils.data import DataLoader, Dataset
 
 from monai_wsseg.inference.tiles import TilePlan, check_tile_settings, plan_tiles
+from monai_wsseg.utils.precision import resolve_precision
 from monai_wsseg.wsi.slide import Slide, SlideReadError, open_slide
 from monai_wsseg.wsi.tissue import TissueMask, compute_tissue_mask
 
@@ -101,7 +102,10 @@ class WSIInferer:
         activation: ``"sigmoid"``, ``"softmax"`` or ``"none"``; applied before averaging.
         mean, std: per-channel normalisation of ``[0, 1]`` RGB input.
         batch_size, num_workers: DataLoader settings (workers read and decode while the network runs).
-        device: ``"cpu"``, ``"cuda"`` ...; autocast (float16) is used on CUDA when ``amp``.
+        device: ``"cpu"``, ``"cuda"`` ...
+        precision: ``"auto"`` (bf16 autocast and channels-last on a CPU with native bf16, bf16/fp16 autocast
+            on CUDA, fp32 otherwise), ``"fp32"``, ``"bf16"`` or ``"fp16"``; see
+            :mod:`monai_wsseg.utils.precision`. The resolved choice is :attr:`precision`.
         tissue_mpp: resolution of the tissue mask that decides which tiles are read.
         min_tile_tissue: tiles with tissue anywhere in their footprint are kept when 0.
         memory_budget_mb: above this size the map is stitched out of core (``ZarrAvgMerger``).
@@ -128,7 +132,7 @@ class WSIInferer:
         batch_size: int = 4,
         num_workers: int = 1,
         device: str | torch.device = "cpu",
-        amp: bool = True,
+        precision: str = "auto",
         tissue_mpp: float = 8.0,
         memory_budget_mb: float = 2048,
         progress: bool = True,
@@ -150,7 +154,7 @@ class WSIInferer:
         self.mean = torch.tensor(mean, dtype=torch.float32, device=self.device).view(1, 3, 1, 1) * 255
         self.std = torch.tensor(std, dtype=torch.float32, device=self.device).view(1, 3, 1, 1) * 255
         self.batch_size, self.num_workers = batch_size, num_workers
-        self.amp = amp and self.device.type == "cuda"
+        self.precision = resolve_precision(precision, self.device)
         self.tissue_mpp, self.memory_budget_mb, self.progress = tissue_mpp, memory_budget_mb, progress
         if stain_normalizer is not None and not callable(getattr(stain_normalizer, "for_slide", None)):
             raise ValueError(f"WSIInferer: stain_normalizer must have a for_slide(pixels) method, got "
@@ -207,6 +211,7 @@ class WSIInferer:
         stain = None if normalizer is None or tissue is None else self._fit_stain(normalizer, slide, tissue, thumb)
         merger = self._merger(shape, plan)
         self.network.eval()
+        self.precision.prepare(self.network)
         loader = DataLoader(
             TileWindows(slide, plan),
             batch_size=self.batch_size,
@@ -222,8 +227,8 @@ class WSIInferer:
         for batch, index, ok in _progress(loader, self.progress, slide.path.name):
             if stain is not None:  # on the uint8 batch, on the device: one slide-wide map, so no seams
                 batch = stain(batch.to(self.device, non_blocking=True))
-            with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
-                logits = self.network(self.preprocess(batch))
+            with self.precision.autocast():
+                logits = self.network(self.precision.inputs(self.preprocess(batch))).float()
             if tuple(logits.shape[1:]) != (self.num_classes, expected, expected):
                 raise ValueError(
                     f"{slide.path}: the network maps a {plan.window} px window to {tuple(logits.shape[1:])}, "

@@ -27,13 +27,14 @@ __all__ = ["REPORT_SUFFIX", "read_slide_report", "slide_report", "unread_cells",
 REPORT_SUFFIX = ".json"
 
 
-def slide_report(smap: SlideMap, slide_dimensions: tuple[int, int]) -> dict[str, Any]:
+def slide_report(smap: SlideMap, slide_dimensions: tuple[int, int], precision: str | None = None) -> dict[str, Any]:
     """The report of one slide's map.
 
     Keys: ``slide``; ``dimensions`` (level-0 width, height); ``downsample`` (level-0 pixels per map cell);
     ``map_mpp`` (microns per map cell); ``computed_cells`` / ``nodata_cells`` (counts of map cells);
     ``no_tissue`` (nothing was inferred); ``unread_regions`` (level-0 ``[x, y, width, height]`` whose
-    tiles could not be read, no-data in every map); ``unread_windows`` (their count).
+    tiles could not be read, no-data in every map); ``unread_windows`` (their count); ``precision`` (the
+    network's numeric precision, ``fp32`` / ``bf16`` / ``fp16``, when given).
     """
     computed = int(np.count_nonzero(smap.computed))
     total = int(np.prod(smap.probabilities.shape[1:]))
@@ -47,7 +48,7 @@ def slide_report(smap: SlideMap, slide_dimensions: tuple[int, int]) -> dict[str,
         "no_tissue": computed == 0 and not smap.unread,
         "unread_windows": len(smap.unread),
         "unread_regions": [[int(v) for v in box] for box in smap.unread_tiles],
-    }
+    } | ({"precision": precision} if precision else {})
 
 
 def write_slide_report(path: str | os.PathLike, report: dict[str, Any]) -> Path:

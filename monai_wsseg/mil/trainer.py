@@ -18,6 +18,7 @@ from monai.engines import SupervisedTrainer
 from monai.utils import CommonKeys as Keys
 
 from monai_wsseg.datasets.manifest import SlideRecord
+from monai_wsseg.utils.precision import resolve_precision
 
 __all__ = ["MILTrainer", "instance_logits", "mil_slides"]
 
@@ -59,6 +60,9 @@ class MILTrainer(SupervisedTrainer):
 
     Args:
         instance: ``"patch"`` (paper: one instance per patch) or ``"cell"``.
+        precision: ``"auto"``, ``"fp32"``, ``"bf16"`` or ``"fp16"`` (:mod:`monai_wsseg.utils.precision`): the
+            forward pass runs under that autocast (channels-last on a bf16 CPU), with a gradient scaler for
+            fp16 on CUDA. Replaces ``SupervisedTrainer``'s ``amp``, which autocasts on CUDA only.
         seed: when given, the global generators (torch, numpy, ``random``) are re-seeded from
             ``(seed, epoch)`` at the start of every epoch, so the shuffle order and the DataLoader
             workers' seeds of epoch ``e`` do not depend on what ran before it: a run resumed from the
@@ -67,14 +71,20 @@ class MILTrainer(SupervisedTrainer):
         ``(B, N, h, w)``) logits and ``(B,)`` labels, e.g. ``TopKBottomKMILLoss``.
     """
 
-    def __init__(self, *args, instance: str = "patch", seed: int | None = None, **kwargs) -> None:
+    def __init__(self, *args, instance: str = "patch", seed: int | None = None, precision: str = "auto",
+                 **kwargs) -> None:
+        if "amp" in kwargs:
+            raise ValueError("MILTrainer takes precision='auto' | 'fp32' | 'bf16' | 'fp16', not amp")
         if instance not in ("patch", "cell"):
             raise ValueError(f"instance must be 'patch' or 'cell', got {instance!r}")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
             raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
         self.seed = seed
         kwargs.setdefault("decollate", False)
+        self.precision = resolve_precision(precision, kwargs.get("device", "cpu"))
+        kwargs["amp"] = self.precision.needs_scaler
         super().__init__(*args, **kwargs)
+        self.precision.prepare(self.network)
         self.instance = instance
         self.state.skipped_slides = {}
         self._epoch_skipped: dict[str, str] = {}
@@ -110,11 +120,10 @@ class MILTrainer(SupervisedTrainer):
         images = batchdata["image"].to(engine.state.device, non_blocking=engine.non_blocking)
         labels = batchdata["label"].to(engine.state.device, non_blocking=engine.non_blocking)
         b, n = images.shape[:2]
-        patches = images.reshape(b * n, *images.shape[2:])
+        patches = self.precision.inputs(images.reshape(b * n, *images.shape[2:]))
         engine.network.train()
         engine.optimizer.zero_grad(set_to_none=engine.optim_set_to_none)
-        autocast = torch.autocast(device_type=torch.device(engine.state.device).type, enabled=engine.amp)
-        with autocast:
+        with self.precision.autocast():
             dense = engine.inferer(patches, engine.network)
             logits = instance_logits(dense.float(), b, self.instance)
             loss = engine.loss_function(logits, labels).mean()

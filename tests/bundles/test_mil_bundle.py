@@ -61,6 +61,8 @@ def test_training_writes_the_best_model_and_the_run_record(trained):
     assert (out / "models" / "checkpoint_epoch=1.pt").is_file()
     run = json.loads((out / "run.json").read_text())
     assert run["profile"].startswith("cpu") and run["settings"]["bag_size"] == 4
+    precision = run["settings"]["precision"]
+    assert precision["requested"] == "auto" and precision["precision"] in ("bf16", "fp32")
     assert "val_auc" in proc.stdout + proc.stderr
     assert list((out / "logs").glob("events.out.tfevents.*"))
 

@@ -40,7 +40,7 @@ def test_stitched_map_equals_whole_image_function(slide_path, overlap):
     net = KnownFCN()
     inferer = WSIInferer(
         net, mpp=0.5, stride=STRIDE, tile=128, halo=HALO, overlap=overlap, num_classes=2,
-        activation="none", num_workers=0, progress=False,
+        activation="none", num_workers=0, progress=False, precision="fp32",  # exact stitching needs exact maths
     )
     smap = inferer(slide, tissue=full_mask(slide))
     map_w, map_h = 125, 88  # ceil(1000 / 8), ceil(700 / 8)

@@ -1,0 +1,69 @@
+"""MONAI's supervised trainer and evaluator at a chosen numeric precision, on any device.
+
+``SupervisedTrainer(amp=True)`` autocasts to fp16 on CUDA only; on a CPU it runs fp32 whatever is asked.
+:class:`PrecisionTrainer` and :class:`PrecisionEvaluator` take ``precision`` instead
+(:mod:`monai_wsseg.utils.precision`: ``"auto"``, ``"fp32"``, ``"bf16"``, ``"fp16"``) and run each iteration
+under that autocast — bf16 with channels-last tensors on a CPU with native bf16 (1.6× a ResNet18 training
+step on 64 px patches, 2.5× a ResNet50 step on 224 px, measured on the project's 2-core CPU) — keeping
+MONAI's gradient scaler for fp16 on CUDA only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from monai.engines import SupervisedEvaluator, SupervisedTrainer
+from monai.engines.utils import IterationEvents
+from monai.utils import CommonKeys as Keys
+
+from monai_wsseg.utils.precision import resolve_precision
+
+__all__ = ["PrecisionEvaluator", "PrecisionTrainer"]
+
+
+def _resolve(kind: str, precision: str, kwargs: dict[str, Any]):
+    if "amp" in kwargs:
+        raise ValueError(f"{kind} takes precision='auto' | 'fp32' | 'bf16' | 'fp16', not amp")
+    return resolve_precision(precision, kwargs.get("device", "cpu"))
+
+
+def _fp32_pred(engine: Any) -> None:
+    """The prediction in fp32 as soon as the forward pass ends (``FORWARD_COMPLETED``): the loss, MONAI's
+    post-processing and decollation (``MODEL_COMPLETED``) and the metrics take fp32, whatever the network
+    computed in (MONAI's ROC AUC refuses bf16)."""
+    output = engine.state.output
+    pred = output.get(Keys.PRED) if isinstance(output, dict) else None
+    if isinstance(pred, torch.Tensor) and pred.is_floating_point():
+        output[Keys.PRED] = pred.float()
+
+
+class PrecisionTrainer(SupervisedTrainer):
+    """``SupervisedTrainer`` whose iterations run at ``precision``; other arguments are MONAI's (but ``amp``)."""
+
+    def __init__(self, *args: Any, precision: str = "auto", **kwargs: Any) -> None:
+        self.precision = _resolve("PrecisionTrainer", precision, kwargs)
+        kwargs["amp"] = self.precision.needs_scaler
+        super().__init__(*args, **kwargs)
+        self.precision.prepare(self.network)
+        self.add_event_handler(IterationEvents.FORWARD_COMPLETED, _fp32_pred)
+
+    def _iteration(self, engine: Any, batchdata: dict) -> dict:
+        # MONAI's own autocast (CUDA, fp16) runs inside only when a scaler is needed; backward ops keep the
+        # type autocast gave their forward ops.
+        with self.precision.autocast():
+            return super()._iteration(engine, batchdata)
+
+
+class PrecisionEvaluator(SupervisedEvaluator):
+    """``SupervisedEvaluator`` whose iterations run at ``precision``; other arguments are MONAI's (but ``amp``)."""
+
+    def __init__(self, *args: Any, precision: str = "auto", **kwargs: Any) -> None:
+        self.precision = _resolve("PrecisionEvaluator", precision, kwargs)
+        kwargs["amp"] = self.precision.needs_scaler
+        super().__init__(*args, **kwargs)
+        self.add_event_handler(IterationEvents.FORWARD_COMPLETED, _fp32_pred)
+
+    def _iteration(self, engine: Any, batchdata: dict) -> dict:
+        with self.precision.autocast():
+            return super()._iteration(engine, batchdata)

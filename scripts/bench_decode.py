@@ -1,0 +1,49 @@
+"""Single-core decode throughput of a slide's tiles per codec and backend, and the cores a GPU needs; prints JSON.
+
+Usage:
+    python scripts/bench_decode.py --slide demo/cohort/slides/synth-0000-tumor.tif [--model-mpx-s 283] [--json F]
+
+See :mod:`monai_wsseg.bench.decode` for what is timed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from monai_wsseg.bench.decode import H200_RESNET50_MPX_S, decode_rates
+from monai_wsseg.utils.atomic import write_text_atomically
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (see the module doc)."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--slide", required=True)
+    p.add_argument("--level", type=int, default=0)
+    p.add_argument("--tiles", type=int, default=48)
+    p.add_argument("--model-mpx-s", type=float, default=H200_RESNET50_MPX_S,
+                   help="what the network consumes, Mpx/s (default: ResNet50 FCN fp16 on an H200)")
+    p.add_argument("--json", type=Path)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    """The figures as JSON on stdout (and in ``--json``)."""
+    args = build_parser().parse_args(argv)
+    try:
+        out = decode_rates(args.slide, tiles=args.tiles, level=args.level, model_mpx_s=args.model_mpx_s)
+    except (OSError, ValueError) as exc:
+        print(f"refused: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
+        raise SystemExit(2) from None
+    text = json.dumps(out, indent=2)
+    print(text)
+    if args.json:
+        write_text_atomically(args.json, text + "\n")
+    return out
+
+
+if __name__ == "__main__":
+    main()
