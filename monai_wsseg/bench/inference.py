@@ -51,7 +51,6 @@ def model_only(inferer: WSIInferer, windows: list[torch.Tensor], repeats: int,
     """Seconds per window for the network alone on in-memory ``(3, S, S)`` uint8 windows (warm-up excluded),
     at the inferer's precision; the fp32 logits of the last repeat are appended to ``outputs`` when given."""
     net, bs, precision = inferer.network.eval(), inferer.batch_size, inferer.precision
-    precision.prepare(net)
     batches = [torch.stack(windows[i : i + bs]).to(inferer.device) for i in range(0, len(windows), bs)]
     with torch.no_grad(), precision.autocast():
         net(precision.inputs(inferer.preprocess(batches[0])))
@@ -69,15 +68,12 @@ def model_only(inferer: WSIInferer, windows: list[torch.Tensor], repeats: int,
 def fast_path(inferer: WSIInferer, windows: list[torch.Tensor], fast_s: float, repeats: int) -> dict[str, Any]:
     """(g): the inferer's precision against fp32 eager (contiguous memory, no autocast) on the same windows:
     speed-up of the network alone, and the largest and mean |Δ probability| of its sigmoid outputs."""
-    net = inferer.network
     fast: list[torch.Tensor] = []
     model_only(inferer, windows, 1, fast)
     reference = copy.copy(inferer)
     reference.precision = resolve_precision("fp32", inferer.device)
-    net.to(memory_format=torch.contiguous_format)
     slow: list[torch.Tensor] = []
     fp32_s = model_only(reference, windows, repeats, slow)
-    inferer.precision.prepare(net)
     diff = torch.cat([(torch.sigmoid(a) - torch.sigmoid(b)).abs().flatten() for a, b in zip(fast, slow, strict=True)])
     return {"g_precision": inferer.precision.name, "g_fast_speedup": fp32_s / fast_s,
             "g_fast_max_abs_diff": float(diff.max()), "g_fast_mean_abs_diff": float(diff.mean())}

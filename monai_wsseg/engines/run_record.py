@@ -32,7 +32,7 @@ def record_run(output_dir: str | Path, profile: str, **settings) -> Path:
     out = check_output_dir(output_dir)  # a full or read-only disk stops the run now, not at the first checkpoint
     if isinstance(settings.get("precision"), str):  # the setting and what it means on this machine
         device = "cuda" if torch.cuda.is_available() else "cpu"
-        settings["precision"] = resolve_precision(settings["precision"], device).as_dict()
+        settings["precision"] = resolve_precision(settings["precision"], device).for_training().as_dict()
     info = {"profile": profile, "settings": settings, "started": time.strftime("%Y-%m-%d %H:%M:%S"),
             "versions": {"python": platform.python_version(), "torch": torch.__version__, "monai": monai.__version__},
             "device": "cuda" if torch.cuda.is_available() else f"cpu ({os.cpu_count()} cores)"}

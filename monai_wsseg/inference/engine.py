@@ -211,7 +211,6 @@ class WSIInferer:
         stain = None if normalizer is None or tissue is None else self._fit_stain(normalizer, slide, tissue, thumb)
         merger = self._merger(shape, plan)
         self.network.eval()
-        self.precision.prepare(self.network)
         loader = DataLoader(
             TileWindows(slide, plan),
             batch_size=self.batch_size,

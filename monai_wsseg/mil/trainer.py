@@ -61,7 +61,7 @@ class MILTrainer(SupervisedTrainer):
     Args:
         instance: ``"patch"`` (paper: one instance per patch) or ``"cell"``.
         precision: ``"auto"``, ``"fp32"``, ``"bf16"`` or ``"fp16"`` (:mod:`monai_wsseg.utils.precision`): the
-            forward pass runs under that autocast (channels-last on a bf16 CPU), with a gradient scaler for
+            forward pass runs under that autocast (contiguous tensors, see the module), with a gradient scaler for
             fp16 on CUDA. Replaces ``SupervisedTrainer``'s ``amp``, which autocasts on CUDA only.
         seed: when given, the global generators (torch, numpy, ``random``) are re-seeded from
             ``(seed, epoch)`` at the start of every epoch, so the shuffle order and the DataLoader
@@ -81,10 +81,9 @@ class MILTrainer(SupervisedTrainer):
             raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
         self.seed = seed
         kwargs.setdefault("decollate", False)
-        self.precision = resolve_precision(precision, kwargs.get("device", "cpu"))
+        self.precision = resolve_precision(precision, kwargs.get("device", "cpu")).for_training()
         kwargs["amp"] = self.precision.needs_scaler
         super().__init__(*args, **kwargs)
-        self.precision.prepare(self.network)
         self.instance = instance
         self.state.skipped_slides = {}
         self._epoch_skipped: dict[str, str] = {}
@@ -120,7 +119,7 @@ class MILTrainer(SupervisedTrainer):
         images = batchdata["image"].to(engine.state.device, non_blocking=engine.non_blocking)
         labels = batchdata["label"].to(engine.state.device, non_blocking=engine.non_blocking)
         b, n = images.shape[:2]
-        patches = self.precision.inputs(images.reshape(b * n, *images.shape[2:]))
+        patches = images.reshape(b * n, *images.shape[2:])
         engine.network.train()
         engine.optimizer.zero_grad(set_to_none=engine.optim_set_to_none)
         with self.precision.autocast():

@@ -312,7 +312,7 @@ def multi_layer_gradcam(
         # cover the batch instead of one per class present anywhere in it.
         rank = present.cumsum(dim=1) - 1
         n_rounds = int(present.sum(dim=1).max()) if batch else 0
-        low = [a.new_zeros((batch, n_cls, *a.shape[-2:])) for a in acts]
+        low = [a.new_zeros((batch, n_cls, *a.shape[-2:]), dtype=torch.float32) for a in acts]
         for r in range(n_rounds):
             pick = present & (rank == r)  # (B, C): at most one class per image
             rows = pick.any(dim=1).nonzero().flatten()
@@ -322,10 +322,12 @@ def multi_layer_gradcam(
             for j, (a, g) in enumerate(zip(acts, grads, strict=True)):
                 if g is None:
                     raise ValueError(f"the logits do not depend on layer {layers[j]!r}: not a usable CAM layer")
-                alpha = g.mean(dim=(2, 3))  # (B, K): channel weights (0 for images without an r-th class)
+                alpha = g.float().mean(dim=(2, 3))  # (B, K): channel weights (0 for images without an r-th class)
                 # Weighted sum over the whole batch, then keep the picked rows: indexing the (h, w) maps is
-                # much cheaper than copying the (R, K, h, w) activations of the picked images.
-                cam = torch.einsum("bk,bkhw->bhw", alpha, a.detach())
+                # much cheaper than copying the (R, K, h, w) activations of the picked images. In fp32 even
+                # under a caller's bf16 autocast: a sum over K channels is where low precision would show.
+                with torch.autocast(a.device.type, enabled=False):
+                    cam = torch.einsum("bk,bkhw->bhw", alpha, a.detach().float())
                 low[j][rows, cls] = cam[rows]
         del logits, features, acts, x
 

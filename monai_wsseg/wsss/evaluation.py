@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from monai_wsseg.metrics.tissue import TissueConfusion
 from monai_wsseg.utils.atomic import write_text_atomically
+from monai_wsseg.utils.precision import resolve_precision
 from monai_wsseg.wsss.cam import cams_to_mask, multi_layer_gradcam
 from monai_wsseg.wsss.gate import apply_gate
 from monai_wsseg.wsss.pda import PDAClassifier
@@ -41,12 +42,13 @@ class WSSSEvaluation:
         output_dir: where ``evaluation.csv`` / ``evaluation.md`` go.
         layers: Grad-CAM feature names; layer_names: how the table calls them (default: the same).
         class_names: one per class; epsilon: the gate's threshold.
+        precision: autocast of the networks (:mod:`monai_wsseg.utils.precision`).
     """
 
     def __init__(self, classifier: PDAClassifier, segmenter: nn.Module | None, dataset: Dataset,
                  output_dir: str | os.PathLike, *, layers: Sequence[str], class_names: Sequence[str],
                  layer_names: Sequence[str] | None = None, epsilon: float = 0.1, batch_size: int = 8,
-                 device: str | torch.device = "cpu", progress: bool = True) -> None:
+                 device: str | torch.device = "cpu", progress: bool = True, precision: str = "auto") -> None:
         self.classifier, self.segmenter, self.dataset = classifier, segmenter, dataset
         self.output_dir = Path(output_dir)
         self.layers, self.class_names = list(layers), list(class_names)
@@ -54,6 +56,7 @@ class WSSSEvaluation:
         if len(self.layer_names) != len(self.layers):
             raise ValueError(f"{len(self.layer_names)} layer names for {len(self.layers)} layers")
         self.epsilon, self.batch_size, self.device, self.progress = epsilon, batch_size, torch.device(device), progress
+        self.precision = resolve_precision(precision, self.device).for_training()  # Grad-CAM runs backward passes
 
     def run(self) -> dict[str, dict]:
         """Score every layer's Grad-CAM masks (and the segmenter, with and without the gate) on the dataset,
@@ -71,14 +74,15 @@ class WSSSEvaluation:
         for batch in tqdm(loader, desc="evaluate", unit="batch", disable=not self.progress):
             images, truth = batch["image"].to(self.device), batch["mask"].numpy()
             labels = batch["label"].to(self.device)
-            cams = multi_layer_gradcam(self.classifier.forward_with_features, images, labels, self.layers,
-                                       out_size=tuple(images.shape[-2:]))
+            with self.precision.autocast():
+                cams = multi_layer_gradcam(self.classifier.forward_with_features, images, labels, self.layers,
+                                           out_size=tuple(images.shape[-2:]))
             for layer, name in zip(self.layers, self.layer_names, strict=True):
                 rows[f"cam:{name}"].update(cams_to_mask(cams[layer], labels=labels).cpu().numpy(), truth)
             if self.segmenter is not None:
-                with torch.no_grad():
-                    probs = torch.softmax(self.segmenter(images), dim=1)
-                    class_probs = torch.sigmoid(self.classifier(images))
+                with torch.no_grad(), self.precision.autocast():
+                    probs = torch.softmax(self.segmenter(images).float(), dim=1)
+                    class_probs = torch.sigmoid(self.classifier(images).float())
                     gated = apply_gate(probs, class_probs, epsilon=self.epsilon)
                 rows["segmentation"].update(probs.argmax(1).cpu().numpy(), truth)
                 rows["segmentation+gate"].update(gated.argmax(1).cpu().numpy(), truth)

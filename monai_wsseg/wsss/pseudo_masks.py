@@ -53,6 +53,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from monai_wsseg.io.palettes import flat_palette, index_palette, write_palette_mask
+from monai_wsseg.utils.precision import resolve_precision
 from monai_wsseg.wsss.cam import (
     ForwardWithFeatures,
     HookedForward,
@@ -147,6 +148,7 @@ def write_pseudo_masks(  # noqa: C901 - one job loop (skip, check, compute, writ
     min_background_size: int = 50,
     num_workers: int = 0,
     progress: bool = True,
+    precision: str = "auto",
 ) -> dict[str, int]:
     """Write one Grad-CAM pseudo mask per patch per layer: ``output_dir/<layer>/<name>`` (palette PNG).
 
@@ -161,6 +163,8 @@ def write_pseudo_masks(  # noqa: C901 - one job loop (skip, check, compute, writ
         layers: e.g. ``["b4_3", "b5_2", "bn7"]``.
         batch_size: patches per forward pass (memory: activations of the batch plus one backward).
         device: where the network runs.
+        precision: autocast of the forward and backward passes (:mod:`monai_wsseg.utils.precision`; the
+            Grad-CAM weighted sums stay fp32).
         normalise, relu: see :func:`~monai_wsseg.wsss.cam.multi_layer_gradcam` (they change the mask only
             through ``normalise="per_class"``; ``"global"`` keeps the raw maps' argmax).
         background_index: label of white background (LUAD-HistoSeg: ``C`` = 4); ``None``: no background class
@@ -220,6 +224,7 @@ def write_pseudo_masks(  # noqa: C901 - one job loop (skip, check, compute, writ
 
         loader = tqdm(loader, desc="pseudo masks", unit="batch", leave=False)
     device = torch.device(device)
+    autocast = resolve_precision(precision, device).for_training()  # backward passes: contiguous tensors
     was_training = module.training if module is not None else None
     if module is not None:
         module.to(device).eval()  # eval mode makes the images of a batch independent (exact batched CAMs)
@@ -251,7 +256,8 @@ def write_pseudo_masks(  # noqa: C901 - one job loop (skip, check, compute, writ
                                        else index_palette(n_cls, background_index), needed)
             background = _background(batch, keep, files, background_index, images.shape[-2:],
                                      grey_threshold, min_background_size)
-            cams = multi_layer_gradcam(fn, images, labels, layers, normalise=normalise, relu=relu)
+            with autocast.autocast():
+                cams = multi_layer_gradcam(fn, images, labels, layers, normalise=normalise, relu=relu)
             if not made_dirs:  # only now are all layer names known to be right
                 for layer in layers:
                     (out / dirs[layer]).mkdir(parents=True, exist_ok=True)

@@ -63,7 +63,7 @@ def test_writes_one_palette_png_per_layer_and_patch(tmp_path: Path) -> None:
     items = _items()
     net = TinyCAMNet().eval()
     counts = write_pseudo_masks(net, CountingDataset(items), tmp_path, LAYERS, batch_size=2, background_index=4,
-                                palette=PALETTES['luad'], progress=False)
+                                palette=PALETTES['luad'], progress=False, precision="fp32")  # exact comparison below
     assert counts == {"images": 5, "written": 5, "skipped": 0, "files": 15}
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(LAYERS)
     flat = [v for rgb in PALETTES['luad'] for v in rgb]
@@ -252,3 +252,16 @@ def test_end_to_end_with_patch_dataset_and_pda_classifier(tmp_path: Path) -> Non
     # finished names are skipped from the dataset's .data, without loading a patch
     assert write_pseudo_masks(net.forward_with_features, ds, out, layers, layer_dirs={"final": "bn7"},
                               progress=False)["skipped"] == 4
+
+
+def test_bf16_masks_agree_with_fp32(tmp_path: Path) -> None:
+    items = _items()
+    net = TinyCAMNet().eval()
+    for precision in ("fp32", "bf16"):
+        write_pseudo_masks(net, CountingDataset(items), tmp_path / precision, LAYERS, batch_size=2,
+                           background_index=4, palette=PALETTES['luad'], progress=False, precision=precision)
+    for layer in LAYERS:
+        for it in items:
+            a, _ = _read(mask_path(tmp_path / "fp32", layer, it["name"]))
+            b, _ = _read(mask_path(tmp_path / "bf16", layer, it["name"]))
+            assert (a == b).mean() > 0.98, (layer, it["name"])
