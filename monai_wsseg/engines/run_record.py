@@ -20,8 +20,8 @@ __all__ = ["record_run"]
 def record_run(output_dir: str | Path, profile: str, **settings) -> Path:
     """Write ``output_dir/run.json``: the profile, seed and settings a run used, with library versions.
 
-    A ``precision`` setting is recorded resolved (:func:`~monai_wsseg.utils.precision.resolve_precision`:
-    ``auto`` → what it means on this machine).
+    ``precision`` (training) and ``inference_precision`` settings are recorded resolved
+    (:func:`~monai_wsseg.utils.precision.resolve_precision`: ``auto`` → what it means on this machine).
 
     Called once at the start of training so a run folder always says how it was made (the bundle
     docs ask users to quote the profile with their figures), after checking that the folder is
@@ -30,9 +30,11 @@ def record_run(output_dir: str | Path, profile: str, **settings) -> Path:
     import monai  # here, not at module level: record_run is cheap to import
 
     out = check_output_dir(output_dir)  # a full or read-only disk stops the run now, not at the first checkpoint
-    if isinstance(settings.get("precision"), str):  # the setting and what it means on this machine
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    if isinstance(settings.get("precision"), str):  # the training setting and what it means on this machine
         settings["precision"] = resolve_precision(settings["precision"], device).for_training().as_dict()
+    if isinstance(settings.get("inference_precision"), str):  # validation maps
+        settings["inference_precision"] = resolve_precision(settings["inference_precision"], device).as_dict()
     info = {"profile": profile, "settings": settings, "started": time.strftime("%Y-%m-%d %H:%M:%S"),
             "versions": {"python": platform.python_version(), "torch": torch.__version__, "monai": monai.__version__},
             "device": "cuda" if torch.cuda.is_available() else f"cpu ({os.cpu_count()} cores)"}

@@ -61,8 +61,10 @@ def test_training_writes_the_best_model_and_the_run_record(trained):
     assert (out / "models" / "checkpoint_epoch=1.pt").is_file()
     run = json.loads((out / "run.json").read_text())
     assert run["profile"].startswith("cpu") and run["settings"]["bag_size"] == 4
-    precision = run["settings"]["precision"]
-    assert precision["requested"] == "auto" and precision["precision"] in ("bf16", "fp32")
+    # cpu.json trains in fp32 (bf16 training failed the hard cohort's floors on 3 seeds of 5); maps use auto
+    training, maps = run["settings"]["precision"], run["settings"]["inference_precision"]
+    assert training == {"precision": "fp32", "requested": "fp32", "device": "cpu", "channels_last": False}
+    assert maps["requested"] == "auto" and maps["precision"] in ("bf16", "fp32")
     assert "val_auc" in proc.stdout + proc.stderr
     assert list((out / "logs").glob("events.out.tfevents.*"))
 
