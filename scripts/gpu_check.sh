@@ -20,6 +20,10 @@ OUT_DIR="${1:-${OUT:-$ROOT/runs/gpu_check}}"
 PY="${PYTHON:-python3}"
 LARGE="${GPU_CHECK_LARGE:-80000}"
 DATA="$OUT_DIR/data"
+"$PY" -c "import torch, monai_wsseg" 2>/dev/null || {
+    echo "gpu_check: $PY cannot import torch and monai_wsseg; set PYTHON (e.g. PYTHON=.venv/bin/python) or PYTHONPATH" >&2
+    exit 2
+}
 mkdir -p "$OUT_DIR" "$DATA"
 : > "$OUT_DIR/steps.tsv"
 cd "$ROOT" || exit 1

@@ -51,6 +51,19 @@ def test_the_report_shows_values_and_failed_steps(tmp_path):
     assert "| DDP backend / world size | not run |" in table
     assert "| reading alone, Mpx/s | — |" in table  # the step ran but did not measure it
     assert everything["steps"]["large"] == (124, 200.0) and len(table.splitlines()) == len(ROWS) + 6
+    rows = [line for line in table.splitlines() if line.startswith("| ")]
+    assert len(rows) == len(ROWS) + 1 and all(line.count("|") == 3 for line in rows)  # no cell split by a "|"
+
+
+def test_the_script_refuses_a_python_without_the_project(tmp_path):
+    env = dict(os.environ, PYTHON=sys.executable, PYTHONPATH="", PYTHONNOUSERSITE="1")
+    fake = tmp_path / "python"
+    fake.write_text("#!/bin/sh\nexit 1\n")
+    fake.chmod(0o755)
+    env["PYTHON"] = str(fake)
+    proc = subprocess.run(["bash", str(SCRIPT), str(tmp_path / "out")], capture_output=True, text=True, env=env)
+    assert proc.returncode == 2 and "cannot import torch and monai_wsseg" in proc.stderr
+    assert not (tmp_path / "out").exists()
 
 
 def test_the_script_parses_and_names_only_what_exists():
