@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from monai_wsseg.bench.decode import H200_RESNET50_MPX_S, decode_rates
-from monai_wsseg.utils.atomic import write_text_atomically
+from monai_wsseg.utils.cli import refuse, write_json
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,12 +35,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
     try:
         out = decode_rates(args.slide, tiles=args.tiles, level=args.level, model_mpx_s=args.model_mpx_s)
     except (OSError, ValueError) as exc:
-        print(f"refused: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
-        raise SystemExit(2) from None
-    text = json.dumps(out, indent=2)
-    print(text)
+        refuse(exc)
+    print(json.dumps(out, indent=2))
     if args.json:
-        write_text_atomically(args.json, text + "\n")
+        write_json(args.json, out)
     return out
 
 

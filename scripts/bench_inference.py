@@ -15,13 +15,11 @@ Exit status 2 with a one-line error for a slide that cannot be benchmarked (unre
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from monai_wsseg.bench.inference import run_inference_benchmark
-from monai_wsseg.utils.atomic import write_text_atomically
+from monai_wsseg.utils.cli import refuse, write_json
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,15 +56,12 @@ def main(argv: Sequence[str] | None = None) -> dict:
             peer_patches=args.peer_patches, peer_reader=args.peer_reader, patch_mode=not args.skip_patch_mode,
             precision=args.precision, ckpt=args.ckpt, fast_path_check=not args.skip_fast_path)
     except (OSError, ValueError) as exc:
-        print(f"refused: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
-        raise SystemExit(2) from None
+        refuse(exc)
     for key, value in out.items():
         shown = f"{value:.3f}" if isinstance(value, float) else value
         print(f"{key:32s} {shown}")
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        text = json.dumps(out, indent=2, default=lambda o: list(o) if isinstance(o, tuple) else str(o))
-        write_text_atomically(args.json, text)
+        write_json(args.json, out, default=lambda o: list(o) if isinstance(o, tuple) else str(o))
     return out
 
 

@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from monai_wsseg.bench.large_inference import benchmark_report, run_benchmark
 from monai_wsseg.utils.atomic import write_text_atomically
+from monai_wsseg.utils.cli import refuse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,8 +58,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
             delete_slide=args.delete_slide, seed=args.seed, progress=args.progress,
         )
     except (OSError, ValueError) as exc:
-        print(f"refused: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
-        raise SystemExit(2) from None
+        refuse(exc)
     print(benchmark_report(result), flush=True)
     if args.json:
         write_text_atomically(args.json, json.dumps(result, indent=2))

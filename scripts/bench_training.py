@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from monai_wsseg.bench.training import run_training_benchmark
-from monai_wsseg.utils.atomic import write_text_atomically
+from monai_wsseg.utils.cli import refuse, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN_CONFIG = {"mil_tumor_segmentation": "train.json", "wsss_tissue_segmentation": "train_cls.json"}
@@ -65,13 +65,11 @@ def main(argv: Sequence[str] | None = None) -> dict:
     try:
         out = run_training_benchmark(files, overrides, steps=args.steps, warmup=args.warmup)
     except (OSError, ValueError) as exc:
-        print(f"refused: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
-        raise SystemExit(2) from None
+        refuse(exc)
     for key, value in out.items():
         print(f"{key:24s} {value:.3f}" if isinstance(value, float) else f"{key:24s} {value}")
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        write_text_atomically(args.json, json.dumps(out, indent=2) + "\n")
+        write_json(args.json, out)
     return out
 
 

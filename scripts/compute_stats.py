@@ -33,6 +33,7 @@ from tqdm import tqdm
 from monai_wsseg.datasets.discovery import find_manifest_or_slides
 from monai_wsseg.mil.bags import SlideBagDataset
 from monai_wsseg.utils.atomic import write_text_atomically
+from monai_wsseg.utils.cli import write_json
 from monai_wsseg.wsi.stain import TISSUE_OD, MacenkoNormalizer, ReinhardNormalizer, tissue_pixels
 
 
@@ -160,8 +161,7 @@ def main(argv: list[str] | None = None) -> dict:
         payload["stain_json"] = str(args.stain_json.resolve())
         print(f"stain references ({len(pixels)} tissue pixels) written to {args.stain_json}", file=sys.stderr)
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        write_text_atomically(args.json, json.dumps(payload, indent=2) + "\n")
+        write_json(args.json, payload)
     return payload
 
 

@@ -14,7 +14,6 @@ N patches of the file.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import time
@@ -23,7 +22,7 @@ from pathlib import Path
 from monai_wsseg.datasets.pcam import DEFAULT_MEAN, DEFAULT_STD, PCamDataset, evaluate_pcam
 from monai_wsseg.networks.checkpoint import load_weights
 from monai_wsseg.networks.fcn import ResNetFCN
-from monai_wsseg.utils.atomic import write_text_atomically
+from monai_wsseg.utils.cli import write_json
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -67,8 +66,7 @@ def main(argv: list[str] | None = None) -> dict:
     }
     print(f"PCam patch AUC {result['auc']:.4f}  ({out['n']} patches, {out['positives']} tumor)")
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        write_text_atomically(args.json, json.dumps(out, indent=2) + "\n")
+        write_json(args.json, out)
     return out
 
 

@@ -21,10 +21,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from monai_wsseg.utils.cli import refuse
 from monai_wsseg.wsss.bcss import DEFAULT_CLASS_CODES, DEFAULT_IGNORE_CODES, CutSettings, prepare_bcss, read_names
 
 
@@ -64,8 +64,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
                                test_rois=read_names(args.test_rois), val_fraction=args.val_fraction,
                                test_fraction=args.test_fraction, seed=args.seed)
     except (OSError, ValueError) as exc:
-        print(f"refused: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
-        raise SystemExit(2) from None
+        refuse(exc)
     print(json.dumps(summary, indent=1, default=int))
     return summary
 

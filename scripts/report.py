@@ -18,12 +18,12 @@ Exit status 2 with a one-line error when a folder or the evaluation table is mis
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from monai_wsseg.io.report_html import build_report
+from monai_wsseg.utils.cli import refuse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,8 +46,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
         out = build_report(args.maps_dir, args.output or args.maps_dir / "report.html", args.evaluation_dir,
                            args.sweep_dir, args.title, args.embed)
     except (OSError, ValueError) as exc:
-        print(f"refused: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
-        raise SystemExit(2) from None
+        refuse(exc)
     print(f"report: {out} ({time.perf_counter() - start:.2f} s)")
     return out
 

@@ -18,6 +18,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from monai_wsseg.utils.cli import write_json
+
 __all__ = ["main"]
 
 
@@ -74,9 +76,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if int(os.environ.get("RANK", 0)) == 0:
         print(json.dumps(out))
         if args.json:
-            from monai_wsseg.utils.atomic import write_text_atomically
-
-            write_text_atomically(args.json, json.dumps(out, indent=2) + "\n")
+            write_json(args.json, out)
     return out
 
 

@@ -69,6 +69,7 @@ def fast_path(inferer: WSIInferer, windows: list[torch.Tensor], fast_s: float, r
     """(g): the inferer's precision against fp32 eager (contiguous memory, no autocast) on the same windows:
     speed-up of the network alone, and the largest and mean |Δ probability| of its sigmoid outputs."""
     fast: list[torch.Tensor] = []
+    # Outputs come from a pass of their own: ``fast_s`` (figure (a)) was timed without device-to-host copies.
     model_only(inferer, windows, 1, fast)
     reference = copy.copy(inferer)
     reference.precision = resolve_precision("fp32", inferer.device)

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from monai_wsseg.utils.cli import write_json
 from monai_wsseg.wsi.slide import open_slide
 
 __all__ = ["compare_backends", "main"]
@@ -75,12 +76,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
     out = compare_backends(args.slide, args.backends, regions=args.regions, size=args.size, mpp=args.mpp)
-    text = json.dumps(out, indent=2)
-    print(text)
+    print(json.dumps(out, indent=2))
     if args.json:
-        from monai_wsseg.utils.atomic import write_text_atomically
-
-        write_text_atomically(args.json, text + "\n")
+        write_json(args.json, out)
     return out
 
 

@@ -24,7 +24,7 @@ __all__, __getattr__, __dir__ = lazy_exports(__name__, {
                  "SlideRecord",
                  "load_manifest", "write_manifest"),
     "masks": ("mask_downsample",),
-    "roi": ("restrict_to_roi", "roi_mask"),
+    "roi": ("inside", "restrict_to_roi", "roi_mask"),
     "pcam": ("PCamDataset", "evaluate_pcam", "pcam_preprocess"),
     "tcga": ("DEFAULT_FRACTIONS", "SPLIT_NAMES", "TCGABarcode", "case_id", "parse_barcode", "sample_label",
              "split_by_case"),

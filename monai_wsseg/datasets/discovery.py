@@ -23,7 +23,7 @@ from monai_wsseg.datasets.manifest import (
     load_manifest,
 )
 from monai_wsseg.datasets.tcga import DEFAULT_FRACTIONS, sample_label, split_by_case
-from monai_wsseg.wsi.dicom import DICOM_EXTENSIONS, find_dicom_slides
+from monai_wsseg.wsi.dicom import DICOM_EXTENSIONS, series_slides
 
 __all__ = ["SLIDE_EXTENSIONS", "find_manifest_or_slides", "find_slide_files"]
 
@@ -37,14 +37,15 @@ def find_slide_files(root: str | os.PathLike, *, recursive: bool = True) -> list
     and folders (a leading dot) are skipped. Sorted by path."""
     root = Path(root)
     candidates = root.rglob("*") if recursive else root.iterdir()
-    files = [
+    found = [
         p
         for p in candidates
-        if p.suffix.lower() in SLIDE_EXTENSIONS
+        if p.suffix.lower() in SLIDE_EXTENSIONS + DICOM_EXTENSIONS
         and not any(part.startswith(".") for part in p.relative_to(root).parts)
         and p.is_file()
     ]
-    return sorted(files + find_dicom_slides(root, recursive=recursive))
+    dicom = {p.parent for p in found if p.suffix.lower() in DICOM_EXTENSIONS}  # one walk for both kinds
+    return sorted([p for p in found if p.suffix.lower() in SLIDE_EXTENSIONS] + series_slides(dicom))
 
 
 def _assign_splits(

@@ -17,7 +17,7 @@ import numpy as np
 from monai_wsseg.datasets.annotations import rasterise_annotations, read_annotations
 from monai_wsseg.wsi.tissue import TissueMask
 
-__all__ = ["restrict_to_roi", "roi_mask"]
+__all__ = ["inside", "restrict_to_roi", "roi_mask"]
 
 
 def roi_mask(path: str | os.PathLike, slide_size: tuple[int, int], like: TissueMask) -> TissueMask:
@@ -50,7 +50,9 @@ def restrict_to_roi(
     tissue: TissueMask, path: str | os.PathLike | None, slide_size: tuple[int, int]
 ) -> TissueMask:
     """``tissue`` kept to the regions of ``path`` (unchanged when ``path`` is None); see :func:`roi_mask`."""
-    if path is None:
-        return tissue
-    roi = roi_mask(path, slide_size, tissue)
+    return tissue if path is None else inside(tissue, roi_mask(path, slide_size, tissue))
+
+
+def inside(tissue: TissueMask, roi: TissueMask) -> TissueMask:
+    """The tissue of ``tissue`` inside ``roi`` (a :func:`roi_mask` on the same grid)."""
     return TissueMask(tissue.mask & roi.mask, tissue.mpp, tissue.scale)

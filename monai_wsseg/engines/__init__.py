@@ -22,7 +22,7 @@ __all__, __getattr__, __dir__ = lazy_exports(__name__, {
     "averaging": ("WeightEMA",),
     "checkpoints": ("AtomicCheckpointSaver", "ResumeCheckpointLoader", "latest_checkpoint"),
     "metrics_table": ("ValidationTable",),
-    "precision": ("PrecisionEvaluator", "PrecisionTrainer"),
+    "precision": ("PrecisionEvaluator", "PrecisionTrainer", "engine_precision"),
     "run_record": ("record_run",),
     "schedules": ("SCHEDULES", "lr_scheduler"),
     "tracking": ("step_loss",),

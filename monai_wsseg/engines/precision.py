@@ -18,15 +18,21 @@ from monai.engines import SupervisedEvaluator, SupervisedTrainer
 from monai.engines.utils import IterationEvents
 from monai.utils import CommonKeys as Keys
 
-from monai_wsseg.utils.precision import resolve_precision
+from monai_wsseg.utils.precision import Precision, resolve_precision
 
-__all__ = ["PrecisionEvaluator", "PrecisionTrainer"]
+__all__ = ["PrecisionEvaluator", "PrecisionTrainer", "engine_precision"]
 
 
-def _resolve(kind: str, precision: str, kwargs: dict[str, Any]):
+def engine_precision(kind: str, precision: str, kwargs: dict[str, Any], *, training: bool = True) -> Precision:
+    """The :class:`~monai_wsseg.utils.precision.Precision` of a MONAI engine built with ``kwargs``, whose
+    ``amp`` it replaces (refused when given) and sets: a gradient scaler only for fp16 on CUDA.
+    ``training``: contiguous tensors (backward passes), else channels-last inputs where the precision wants them."""
     if "amp" in kwargs:
         raise ValueError(f"{kind} takes precision='auto' | 'fp32' | 'bf16' | 'fp16', not amp")
-    return resolve_precision(precision, kwargs.get("device", "cpu")).for_training()
+    resolved = resolve_precision(precision, kwargs.get("device", "cpu"))
+    resolved = resolved.for_training() if training else resolved
+    kwargs["amp"] = resolved.needs_scaler
+    return resolved
 
 
 def _fp32_pred(engine: Any) -> None:
@@ -43,8 +49,7 @@ class PrecisionTrainer(SupervisedTrainer):
     """``SupervisedTrainer`` whose iterations run at ``precision``; other arguments are MONAI's (but ``amp``)."""
 
     def __init__(self, *args: Any, precision: str = "auto", **kwargs: Any) -> None:
-        self.precision = _resolve("PrecisionTrainer", precision, kwargs)
-        kwargs["amp"] = self.precision.needs_scaler
+        self.precision = engine_precision("PrecisionTrainer", precision, kwargs)
         super().__init__(*args, **kwargs)
         self.add_event_handler(IterationEvents.FORWARD_COMPLETED, _fp32_pred)
 
@@ -59,11 +64,8 @@ class PrecisionEvaluator(SupervisedEvaluator):
     """``SupervisedEvaluator`` whose iterations run at ``precision``; other arguments are MONAI's (but ``amp``)."""
 
     def __init__(self, *args: Any, precision: str = "auto", **kwargs: Any) -> None:
-        if "amp" in kwargs:
-            raise ValueError("PrecisionEvaluator takes precision='auto' | 'fp32' | 'bf16' | 'fp16', not amp")
         # No backward pass here: inputs may go channels-last (see monai_wsseg.utils.precision).
-        self.precision = resolve_precision(precision, kwargs.get("device", "cpu"))
-        kwargs["amp"] = self.precision.needs_scaler
+        self.precision = engine_precision("PrecisionEvaluator", precision, kwargs, training=False)
         super().__init__(*args, **kwargs)
         self.add_event_handler(IterationEvents.FORWARD_COMPLETED, _fp32_pred)
         prepare = self.prepare_batch

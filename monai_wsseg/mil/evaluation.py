@@ -37,7 +37,7 @@ import numpy as np
 from monai_wsseg.datasets.discovery import find_manifest_or_slides
 from monai_wsseg.datasets.manifest import SlideRecord
 from monai_wsseg.datasets.masks import mask_downsample
-from monai_wsseg.datasets.roi import restrict_to_roi, roi_mask
+from monai_wsseg.datasets.roi import inside, roi_mask
 from monai_wsseg.inference.cohort import check_writable
 from monai_wsseg.inference.engine import WSIInferer
 from monai_wsseg.inference.report import REPORT_SUFFIX, read_slide_report, unread_cells
@@ -210,7 +210,7 @@ class TumorMapEvaluation:
             tissue = compute_tissue_mask(slide, mpp=self.tissue_mpp)
             if record.roi is not None:  # only the drawn regions count, in both AUCs
                 roi = roi_mask(record.roi, slide.dimensions, tissue)
-                tissue = restrict_to_roi(tissue, record.roi, slide.dimensions)
+                tissue = inside(tissue, roi)
             scores, d, source = self._scores(slide, tissue)
             shape = scores.shape
             if record.roi is not None:

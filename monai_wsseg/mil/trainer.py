@@ -18,7 +18,7 @@ from monai.engines import SupervisedTrainer
 from monai.utils import CommonKeys as Keys
 
 from monai_wsseg.datasets.manifest import SlideRecord
-from monai_wsseg.utils.precision import resolve_precision
+from monai_wsseg.engines.precision import engine_precision
 
 __all__ = ["MILTrainer", "instance_logits", "mil_slides"]
 
@@ -73,16 +73,13 @@ class MILTrainer(SupervisedTrainer):
 
     def __init__(self, *args, instance: str = "patch", seed: int | None = None, precision: str = "auto",
                  **kwargs) -> None:
-        if "amp" in kwargs:
-            raise ValueError("MILTrainer takes precision='auto' | 'fp32' | 'bf16' | 'fp16', not amp")
         if instance not in ("patch", "cell"):
             raise ValueError(f"instance must be 'patch' or 'cell', got {instance!r}")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
             raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
         self.seed = seed
         kwargs.setdefault("decollate", False)
-        self.precision = resolve_precision(precision, kwargs.get("device", "cpu")).for_training()
-        kwargs["amp"] = self.precision.needs_scaler
+        self.precision = engine_precision("MILTrainer", precision, kwargs)
         super().__init__(*args, **kwargs)
         self.instance = instance
         self.state.skipped_slides = {}

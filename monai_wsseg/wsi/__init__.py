@@ -15,7 +15,7 @@ MONAI (several seconds).
 from monai_wsseg.utils.lazy import lazy_exports
 
 __all__, __getattr__, __dir__ = lazy_exports(__name__, {
-    "dicom": ("DICOM_EXTENSIONS", "DicomSeriesError", "find_dicom_slides", "series_file"),
+    "dicom": ("DICOM_EXTENSIONS", "DicomSeriesError", "find_dicom_slides", "series_file", "series_slides"),
     "grid": ("sample_positions", "tissue_grid"),
     "pen": ("pen_mask_from_rgb",),
     "slide": ("Slide", "SlideReadError", "available_backends", "open_slide"),

@@ -19,7 +19,8 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-__all__ = ["DICOM_EXTENSIONS", "DicomSeriesError", "find_dicom_slides", "holds_dicom", "is_dicom", "series_file"]
+__all__ = ["DICOM_EXTENSIONS", "DicomSeriesError", "find_dicom_slides", "holds_dicom", "is_dicom", "series_file",
+           "series_slides"]
 
 DICOM_EXTENSIONS: tuple[str, ...] = (".dcm", ".dicom")
 _PREAMBLE = 128  # bytes before the "DICM" magic of a DICOM Part 10 file
@@ -113,14 +114,19 @@ def find_dicom_slides(root: str | os.PathLike, *, recursive: bool = True) -> lis
     """The DICOM slides under ``root``, one path per series: the folder when it holds a single series,
     else the first file (by name) of each series. Hidden files and folders are skipped. Sorted by path."""
     root = Path(root)
-    folders = [root]
-    if recursive:
-        folders += [
-            p for p in root.rglob("*")
-            if p.is_dir() and not any(part.startswith(".") for part in p.relative_to(root).parts)
-        ]
+    candidates = root.rglob("*") if recursive else root.iterdir()
+    return series_slides(
+        p.parent for p in candidates
+        if p.suffix.lower() in DICOM_EXTENSIONS and not any(part.startswith(".") for part in p.relative_to(root).parts)
+        and p.is_file()
+    )
+
+
+def series_slides(folders: Iterable[Path]) -> list[Path]:
+    """One path per DICOM series in ``folders`` (folders holding ``.dcm`` files): the folder when it holds a
+    single series, else the first file (by name) of each series. Sorted by path."""
     slides: list[Path] = []
-    for folder in folders:
+    for folder in sorted(set(folders)):
         files = _dicom_files(folder)
         if not files:
             continue
