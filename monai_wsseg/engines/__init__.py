@@ -6,7 +6,7 @@ Generic, used by both methods' bundles:
 * :mod:`.run_record` — ``run.json``, how a run was made; :mod:`.metrics_table` — ``validation.csv``;
 * :mod:`.tracking` — a training step's loss, for the stats, TensorBoard and MLflow handlers;
   :mod:`.averaging` — an EMA of the weights;
-* :mod:`.schedules` — learning-rate schedules by name;
+* :mod:`.schedules` — learning-rate schedules by name; :mod:`.epochs` — the dataset told each epoch's start;
 * :mod:`.precision` — MONAI's supervised trainer and evaluator at a chosen precision (bf16 on CPUs too).
 
 Each method's own engine pieces live with it: :mod:`monai_wsseg.mil` (paper A), :mod:`monai_wsseg.wsss`
@@ -21,6 +21,7 @@ from monai_wsseg.utils.lazy import lazy_exports
 __all__, __getattr__, __dir__ = lazy_exports(__name__, {
     "averaging": ("WeightEMA",),
     "checkpoints": ("AtomicCheckpointSaver", "ResumeCheckpointLoader", "latest_checkpoint"),
+    "epochs": ("start_dataset_epoch",),
     "metrics_table": ("ValidationTable",),
     "precision": ("PrecisionEvaluator", "PrecisionTrainer", "engine_precision"),
     "run_record": ("record_run",),

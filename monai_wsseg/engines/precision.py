@@ -14,10 +14,12 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from ignite.engine import Events
 from monai.engines import SupervisedEvaluator, SupervisedTrainer
 from monai.engines.utils import IterationEvents
 from monai.utils import CommonKeys as Keys
 
+from monai_wsseg.engines.epochs import start_dataset_epoch
 from monai_wsseg.utils.precision import Precision, resolve_precision
 
 __all__ = ["PrecisionEvaluator", "PrecisionTrainer", "engine_precision"]
@@ -46,12 +48,16 @@ def _fp32_pred(engine: Any) -> None:
 
 
 class PrecisionTrainer(SupervisedTrainer):
-    """``SupervisedTrainer`` whose iterations run at ``precision``; other arguments are MONAI's (but ``amp``)."""
+    """``SupervisedTrainer`` whose iterations run at ``precision``; other arguments are MONAI's (but ``amp``).
+
+    Each epoch starts with ``dataset.set_epoch(epoch)`` where the loader's dataset has it
+    (:func:`~monai_wsseg.engines.epochs.start_dataset_epoch`: augmentation seeded per item)."""
 
     def __init__(self, *args: Any, precision: str = "auto", **kwargs: Any) -> None:
         self.precision = engine_precision("PrecisionTrainer", precision, kwargs)
         super().__init__(*args, **kwargs)
         self.add_event_handler(IterationEvents.FORWARD_COMPLETED, _fp32_pred)
+        self.add_event_handler(Events.EPOCH_STARTED, start_dataset_epoch)
 
     def _iteration(self, engine: Any, batchdata: dict) -> dict:
         # MONAI's own autocast (CUDA, fp16) runs inside only when a scaler is needed; backward ops keep the

@@ -18,6 +18,7 @@ from monai.engines import SupervisedTrainer
 from monai.utils import CommonKeys as Keys
 
 from monai_wsseg.datasets.manifest import SlideRecord
+from monai_wsseg.engines.epochs import start_dataset_epoch
 from monai_wsseg.engines.precision import engine_precision
 
 __all__ = ["MILTrainer", "instance_logits", "mil_slides"]
@@ -94,9 +95,7 @@ class MILTrainer(SupervisedTrainer):
             from monai.utils import set_determinism
 
             set_determinism(seed=self.seed * 100_003 + engine.state.epoch)
-        dataset = getattr(self.data_loader, "dataset", None)
-        if dataset is not None and hasattr(dataset, "set_epoch"):
-            dataset.set_epoch(engine.state.epoch)
+        start_dataset_epoch(engine)
         self._epoch_skipped = {}
 
     def _report_skipped(self, engine: Engine) -> None:

@@ -97,3 +97,28 @@ def test_stain_normalizer_is_fitted_once_per_slide_and_maps_patches(slides):
     first, again = ds[0], ds[0]
     assert norm.fits == 1
     assert torch.allclose(first["image"], 1 - plain[0]["image"]) and torch.equal(first["image"], again["image"])
+
+
+def test_first_epoch_prepares_every_slide_for_the_workers(slides, tmp_path):
+    from monai.data import DataLoader
+
+    from monai_wsseg.wsi.stain import ReinhardNormalizer, stain_normalizer
+
+    bad = tmp_path / "bad.tif"
+    bad.write_bytes(b"not a slide")
+    records = [(slides[0], 1), (slides[1], 0), (bad, 0)]
+    reference = ReinhardNormalizer.fit(smooth_rgb(64, 64, seed=1).reshape(-1, 3))
+
+    def dataset():
+        return SlideBagDataset(records, bag_size=4, patch_size=64, mpp=1.0, seed=2,
+                               stain_normalizer=stain_normalizer("reinhard", reference))
+
+    lazy = dataset()
+    lazy.epoch = 1  # set by hand: nothing prepared, each item computes its own slide's grid
+    expected = [lazy[j] for j in range(3)]
+    ds = dataset()
+    ds.set_epoch(1)  # the unreadable slide does not stop the others
+    assert sorted(ds._grids) == sorted(ds._stains) == [0, 1] and not ds._slides  # no handle kept open
+    batch = next(iter(DataLoader(ds, batch_size=3, num_workers=1, collate_fn=collate_bags)))
+    assert torch.equal(batch["image"], torch.stack([expected[0]["image"], expected[1]["image"]]))
+    assert batch["errors"][0][0] == str(bad) and expected[2]["error"] == batch["errors"][0][1]

@@ -207,3 +207,25 @@ def test_pseudo_dataset_with_augmentation_in_a_loader(root_copy):
     batch = next(iter(DataLoader(ds, batch_size=4, num_workers=0)))
     assert batch["image"].shape == (4, 3, 64, 64) and batch["pseudo"].shape == (4, 2, 64, 64)
     assert batch["label"].shape == (4, C) and len(batch["name"]) == 4
+
+
+def _augmented(ds, workers, epoch):
+    from monai.data import DataLoader
+
+    ds.set_epoch(epoch)
+    return torch.cat([b["image"] for b in DataLoader(ds, batch_size=3, num_workers=workers)])
+
+
+def test_seeded_augmentation_is_per_item_not_per_worker(patch_root):
+    def dataset(seed):
+        return PatchClassificationDataset(patch_root, C, transform=RandFlipRot90d(keys="image"), seed=seed)
+
+    one, two = _augmented(dataset(5), 0, 1), _augmented(dataset(5), 2, 1)
+    assert torch.equal(one, two)  # worker count changes nothing
+    assert not torch.equal(one, _augmented(dataset(5), 0, 2))  # each epoch its own draw
+    assert not torch.equal(one, _augmented(dataset(6), 0, 1))  # each seed its own
+    assert torch.equal(dataset(5)[3]["image"], dataset(5)[3]["image"])
+    # without a seed the transform keeps its own (per-worker) stream: 1 and 2 workers differ here
+    assert not torch.equal(_augmented(dataset(None), 0, 1), _augmented(dataset(None), 2, 1))
+    with pytest.raises(ValueError, match="seed must be a non-negative integer"):
+        dataset(-1)
