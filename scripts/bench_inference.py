@@ -42,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"))
     p.add_argument("--ckpt", type=Path, help="network weights (e.g. a bundle's models/model.pt); random init without")
     p.add_argument("--skip-fast-path", action="store_true", help="skip (g), the precision's speed-up over fp32")
+    p.add_argument("--decode", default="workers", choices=("workers", "device"),
+                   help="(c) with windows decoded by DataLoader workers, or JPEG tiles decoded on the device")
     p.add_argument("--json", type=Path)
     return p
 
@@ -54,7 +56,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
             args.slide, device=args.device, backbone=args.backbone, mpp=args.mpp, stride=args.stride, tile=args.tile,
             halo=args.halo, batch_size=args.batch_size, workers=args.workers, model_windows=args.model_windows,
             peer_patches=args.peer_patches, peer_reader=args.peer_reader, patch_mode=not args.skip_patch_mode,
-            precision=args.precision, ckpt=args.ckpt, fast_path_check=not args.skip_fast_path)
+            precision=args.precision, ckpt=args.ckpt, fast_path_check=not args.skip_fast_path,
+            decode=args.decode)
     except (OSError, ValueError) as exc:
         refuse(exc)
     for key, value in out.items():

@@ -5,6 +5,7 @@
 #   data       a small synthetic cohort (6 slides of 4096² px, 60 patches) and a 16384² slide
 #   inference  scripts/bench_inference.py on CUDA, ResNet50 FCN: model only, end to end, ratio, the model-zoo
 #              patch pipeline, precision fast path vs fp32, peak GPU memory
+#   inference_nvjpeg  the same end to end with JPEG tiles decoded on the GPU (WSIInferer(decode="device"))
 #   large      scripts/bench_large_slide.py: an 80,000² synthetic slide made and inferred end to end
 #   readers    cuCIM, tifffile and OpenSlide read the same regions: max |Δ| (python -m monai_wsseg.bench.reader_check)
 #   train_mil  scripts/bench_training.py, MIL paper profile (train.json, no CPU overlay): AMP steps, ratio
@@ -54,6 +55,10 @@ EOF
 step inference 150 "$PY" scripts/bench_inference.py --slide "$DATA/slide16k.tif" --device cuda --backbone resnet50 \
     --batch-size 8 --workers 8 --model-windows 16 --peer-patches 512 --peer-reader openslide --precision auto \
     --json "$OUT_DIR/inference.json"
+
+step inference_nvjpeg 90 "$PY" scripts/bench_inference.py --slide "$DATA/slide16k.tif" --device cuda \
+    --backbone resnet50 --batch-size 8 --workers 0 --model-windows 16 --peer-patches 0 --skip-patch-mode \
+    --skip-fast-path --precision auto --decode device --json "$OUT_DIR/inference_nvjpeg.json"
 
 if [ "$LARGE" -gt 0 ]; then
     step large 200 "$PY" scripts/bench_large_slide.py --size "$LARGE" --tissue 0.3 --workers 8 --delete-slide \

@@ -1,6 +1,6 @@
 """The table ``scripts/gpu_check.sh`` ends with: one row per figure, read from the JSON its steps wrote.
 
-``python -m monai_wsseg.bench.gpu_report FOLDER`` reads ``FOLDER/{inference,large,readers,train_mil,
+``python -m monai_wsseg.bench.gpu_report FOLDER`` reads ``FOLDER/{inference,inference_nvjpeg,large,readers,train_mil,
 train_wsss,ddp}.json`` and ``FOLDER/steps.tsv`` (step, exit status, seconds), prints a Markdown table for
 the bundle docs and writes everything, with the machine, to ``FOLDER/gpu_check.json``. A step that failed
 or was skipped shows as such; the table is printed whatever happened.
@@ -38,6 +38,8 @@ ROWS: tuple[tuple[str, str, str, Callable[[Any], str]], ...] = (
     ("ResNet50 FCN end to end, Mpx/s", "inference", "c_end_to_end_mpx_s", _num(".1f")),
     ("end to end ÷ model only", "inference", "ratio_c_over_a", _num(".3f")),
     ("reading alone, Mpx/s", "inference", "b_read_mpx_s", _num(".1f")),
+    ("end to end, JPEG decoded on the GPU, Mpx/s", "inference_nvjpeg", "c_end_to_end_mpx_s", _num(".1f")),
+    ("the same ÷ model only", "inference_nvjpeg", "ratio_c_over_a", _num(".3f")),
     ("model-zoo patch pipeline ÷ ours (time)", "inference", "f_time_ratio_peer_over_ours", _num(".1f")),
     ("fast path ÷ fp32 (model only)", "inference", "g_fast_speedup", _num(".2f")),
     ("fast path: largest probability difference", "inference", "g_fast_max_abs_diff", _num(".4f")),

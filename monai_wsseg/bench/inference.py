@@ -145,7 +145,8 @@ def run_inference_benchmark(slide_path: str | os.PathLike, *, device: str = "cpu
                             mpp: float = 0.5, stride: int = 16, tile: int = 1024, halo: int = 128,
                             batch_size: int = 2, workers: int = 1, model_windows: int = 6, peer_patches: int = 64,
                             peer_reader: str = "openslide", patch_mode: bool = True, precision: str = "auto",
-                            ckpt: str | os.PathLike | None = None, fast_path_check: bool = True) -> dict[str, Any]:
+                            ckpt: str | os.PathLike | None = None, fast_path_check: bool = True,
+                            decode: str = "workers") -> dict[str, Any]:
     """Figures (a)–(g) of the module docstring on one slide, with a ``ResNetFCN`` (randomly initialised, or the
     weights of ``ckpt``) at ``precision`` (:mod:`monai_wsseg.utils.precision`).
 
@@ -154,6 +155,7 @@ def run_inference_benchmark(slide_path: str | os.PathLike, *, device: str = "cpu
         model_windows: windows kept in memory for (a).
         peer_patches: patches timed for (f); 0 skips it.
         patch_mode: run (e).
+        decode: the inferer's ``decode`` for (c): ``"workers"`` or ``"device"`` (JPEG tiles decoded on the device).
 
     Raises:
         ValueError: the slide has no tissue (nothing to benchmark).
@@ -166,7 +168,7 @@ def run_inference_benchmark(slide_path: str | os.PathLike, *, device: str = "cpu
         load_weights(net, ckpt)
     net = net.to(dev).eval()
     inferer = WSIInferer(net, mpp=mpp, stride=stride, tile=tile, halo=halo, batch_size=batch_size,
-                         num_workers=workers, device=dev, progress=False, precision=precision)
+                         num_workers=workers, device=dev, progress=False, precision=precision, decode=decode)
     tissue = compute_tissue_mask(slide)
     plan = inferer.plan(slide, tissue)
     if not len(plan):
@@ -176,7 +178,7 @@ def run_inference_benchmark(slide_path: str | os.PathLike, *, device: str = "cpu
     out: dict[str, Any] = {
         "slide": str(slide.path), "slide_size": slide.dimensions, "slide_mpp": slide.mpp,
         "device": str(dev), "device_name": processor, "torch_threads": torch.get_num_threads(), "backbone": backbone,
-        "stride": stride, "tile": tile, "halo": halo, "batch_size": batch_size, "workers": workers,
+        "stride": stride, "tile": tile, "halo": halo, "batch_size": batch_size, "workers": workers, "decode": decode,
         "precision": inferer.precision.as_dict(), "weights": str(ckpt) if ckpt else "random",
         "tiles": len(plan), "tissue_fraction": tissue.fraction, "kept_megapixels": len(plan) * mpx_per_window,
     }

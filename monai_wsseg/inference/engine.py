@@ -114,6 +114,10 @@ class WSIInferer:
             ``for_slide(pixels) -> transform``). Fitted once per slide on the tissue pixels of a read at
             the tissue mask's resolution; its transform maps every uint8 tile batch before
             :meth:`preprocess`. ``None`` (default): tiles go to the network as read.
+        decode: ``"workers"`` (default): DataLoader workers read and decode windows through the slide's
+            backend. ``"device"``: JPEG tiles are read as bytes and decoded on ``device``
+            (:mod:`monai_wsseg.inference.device_decode`: nvJPEG on CUDA, where CPU decoding cannot keep up
+            with the network); needs a JPEG-tiled TIFF level within 5 % of ``mpp``, else the slide is refused.
     """
 
     def __init__(
@@ -137,9 +141,12 @@ class WSIInferer:
         memory_budget_mb: float = 2048,
         progress: bool = True,
         stain_normalizer: ReinhardNormalizer | MacenkoNormalizer | None = None,
+        decode: str = "workers",
     ) -> None:
         if activation not in ("sigmoid", "softmax", "none"):
             raise ValueError(f"activation must be 'sigmoid', 'softmax' or 'none', got {activation!r}")
+        if decode not in ("workers", "device"):
+            raise ValueError(f"WSIInferer: decode must be 'workers' or 'device', got {decode!r}")
         if halo > tile:
             raise ValueError(f"tile ({tile} px) is smaller than the receptive-field halo ({halo} px): raise the tile")
         if num_classes < 1 or batch_size < 1 or num_workers < 0:
@@ -160,6 +167,7 @@ class WSIInferer:
             raise ValueError(f"WSIInferer: stain_normalizer must have a for_slide(pixels) method, got "
                              f"{type(stain_normalizer).__name__}")
         self.stain_normalizer = stain_normalizer
+        self.decode = decode
 
     def plan(self, slide: Slide, tissue: TissueMask | None = None) -> TilePlan:
         """The tiles this inferer would run on ``slide`` (computing its tissue mask when not given)."""
@@ -211,13 +219,7 @@ class WSIInferer:
         stain = None if normalizer is None or tissue is None else self._fit_stain(normalizer, slide, tissue, thumb)
         merger = self._merger(shape, plan)
         self.network.eval()
-        loader = DataLoader(
-            TileWindows(slide, plan),
-            batch_size=self.batch_size,
-            num_workers=self.num_workers,
-            pin_memory=self.device.type == "cuda",
-            prefetch_factor=4 if self.num_workers else None,
-        )
+        loader = self._windows(slide, plan)
         hc, tc = plan.halo_cells, plan.tile_cells
         expected = plan.window // plan.stride
         unread: list[tuple[int, int, int, int]] = []
@@ -251,6 +253,20 @@ class WSIInferer:
         return SlideMap(str(slide.path), values.astype(np.float32, copy=False), plan.downsample, plan.map_mpp, unread,
                         unread_tiles)
 
+    def _windows(self, slide: Slide, plan: TilePlan) -> Iterable[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """Batches ``(uint8 windows, plan indices, read ok)`` of ``plan``, decoded as ``decode`` says."""
+        if self.decode == "device":
+            from monai_wsseg.inference.device_decode import DeviceWindows
+
+            return DeviceWindows(slide, plan, self.batch_size, self.device)
+        return DataLoader(
+            TileWindows(slide, plan),
+            batch_size=self.batch_size,
+            num_workers=self.num_workers,
+            pin_memory=self.device.type == "cuda",
+            prefetch_factor=4 if self.num_workers else None,
+        )
+
     @staticmethod
     def _fit_stain(normalizer: ReinhardNormalizer | MacenkoNormalizer, slide: Slide, tissue: TissueMask,
                    thumb: np.ndarray | None) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -269,7 +285,7 @@ class WSIInferer:
         return ZarrAvgMerger(merged_shape=padded, cropped_shape=shape, value_chunks=chunk, count_chunks=chunk)
 
 
-def _progress(loader: DataLoader, enabled: bool, name: str) -> Iterable[Any]:
+def _progress(loader: Iterable[Any], enabled: bool, name: str) -> Iterable[Any]:
     if not enabled:
         return loader
     from tqdm.auto import tqdm
