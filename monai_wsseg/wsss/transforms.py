@@ -1,8 +1,10 @@
-"""Paper B's (WSSS) augmentation of a patch item: one random flip / quarter turn for the image and its masks.
+"""Paper B's (WSSS) augmentation of a patch item: one random flip / quarter turn for the image and its masks,
+and (CPU profile) a random stain jitter of the image.
 
 Paper B augments with horizontal and vertical flips; :class:`RandFlipRot90d` adds the quarter turns and,
 being a MONAI dictionary transform, moves ``image``, ``mask`` and ``pseudo`` of an item of
-:mod:`monai_wsseg.wsss.patches` together.
+:mod:`monai_wsseg.wsss.patches` together. :class:`RandHEDJitterd` jitters the haematoxylin and eosin
+concentrations of the image alone (:func:`monai_wsseg.wsi.stain.hed_jitter`, as the MIL bags are jittered).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import torch
 from monai.transforms import MapTransform, Randomizable
 from typing_extensions import override
 
-__all__ = ["RandFlipRot90d"]
+__all__ = ["RandFlipRot90d", "RandHEDJitterd"]
 
 
 class RandFlipRot90d(Randomizable, MapTransform):
@@ -81,4 +83,46 @@ class RandFlipRot90d(Randomizable, MapTransform):
         self.randomize()
         for key in self.key_iterator(d):
             d[key] = self.apply(d[key])
+        return d
+
+
+class RandHEDJitterd(Randomizable, MapTransform):
+    """Random HED concentration jitter of a ``(3, H, W)`` float image in [0, 1] (masks untouched).
+
+    Each call draws factors ``a ~ U[1 − sigma, 1 + sigma]`` and offsets ``b ~ U[−bias, bias]`` (OD units) for
+    the haematoxylin, eosin and DAB concentrations (:func:`~monai_wsseg.wsi.stain.hed_jitter`). Paper B has no
+    colour augmentation (``sigma = bias = 0``, the default, returns the image unchanged); with patches whose
+    colour varies more than their tissue does (a colour cast per patch, another lab's stains) a classifier
+    from random weights otherwise learns colour. Randomness comes from ``self.R``, as for :class:`RandFlipRot90d`.
+    """
+
+    def __init__(self, keys: Sequence[Hashable] | Hashable = ("image",), sigma: float = 0.0, bias: float = 0.0,
+                 seed: int | None = None, allow_missing_keys: bool = False) -> None:
+        MapTransform.__init__(self, keys, allow_missing_keys)
+        for name, value in (("sigma", sigma), ("bias", bias)):
+            if not 0.0 <= float(value) <= 1.0:
+                raise ValueError(f"RandHEDJitterd: {name} must be in [0, 1], got {value!r}")
+        self.sigma, self.bias = float(sigma), float(bias)
+        self.set_random_state(seed=seed)
+        self._scale, self._shift = np.ones((1, 3)), np.zeros((1, 3))
+
+    @override
+    def randomize(self, data: Any = None) -> None:
+        self._scale = self.R.uniform(1.0 - self.sigma, 1.0 + self.sigma, size=(1, 3))
+        self._shift = self.R.uniform(-self.bias, self.bias, size=(1, 3))
+
+    @override
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict:
+        d = dict(data)
+        if self.sigma == 0.0 and self.bias == 0.0:
+            return d
+        from monai_wsseg.wsi.stain import hed_jitter
+
+        self.randomize()
+        for key in self.key_iterator(d):
+            image = torch.as_tensor(d[key])
+            if image.ndim != 3 or image.shape[0] != 3 or not image.is_floating_point():
+                raise ValueError(f"RandHEDJitterd: {key!r} must be a (3, H, W) float image in [0, 1], got "
+                                 f"{image.dtype} {tuple(image.shape)}")
+            d[key] = hed_jitter(image[None], self._scale, self._shift)[0]
         return d

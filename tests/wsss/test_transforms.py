@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from monai_wsseg.wsss.transforms import RandFlipRot90d
+from monai_wsseg.wsss.transforms import RandFlipRot90d, RandHEDJitterd
 
 
 def test_paired_flip_rot90_keeps_alignment():
@@ -34,3 +34,27 @@ def test_paired_flip_rot90_keeps_alignment():
         assert np.array_equal(ra["mask"], rb["mask"]) and ra["mask"].flags.c_contiguous
     off = RandFlipRot90d(flip=False, rot90=False, seed=0)
     assert all(torch.equal(off({"mask": mask})["mask"], mask) for _ in range(5))
+
+
+def test_hed_jitter_changes_the_stain_of_the_image_alone():
+    import pytest
+
+    rng = np.random.default_rng(0)
+    image = torch.from_numpy(rng.uniform(0.3, 0.9, (3, 16, 16)).astype(np.float32))
+    image[:, 15, 15] = image[:, 0, 0]
+    mask = torch.from_numpy(rng.integers(0, 4, (16, 16)))
+    item = {"image": image, "pseudo": mask}
+    assert torch.equal(RandHEDJitterd()(item)["image"], image)  # paper B: no colour augmentation
+    jitter = RandHEDJitterd(sigma=0.2, bias=0.05, seed=3)
+    first, second = jitter(item), jitter(item)
+    assert torch.equal(first["pseudo"], mask) and first["image"].shape == image.shape
+    assert not torch.equal(first["image"], image) and not torch.equal(first["image"], second["image"])
+    assert 0.0 <= float(first["image"].min()) and float(first["image"].max()) <= 1.0
+    # one colour map per image, not per-pixel noise: equal pixels stay equal
+    assert torch.equal(first["image"][:, 0, 0], first["image"][:, 15, 15])
+    again = RandHEDJitterd(sigma=0.2, bias=0.05, seed=3)(item)
+    assert torch.equal(again["image"], first["image"])
+    with pytest.raises(ValueError, match="sigma must be in"):
+        RandHEDJitterd(sigma=1.5)
+    with pytest.raises(ValueError, match=r"'image' must be a \(3, H, W\) float image"):
+        RandHEDJitterd(sigma=0.1)({"image": torch.zeros(3, 4, 4, dtype=torch.uint8)})
