@@ -112,9 +112,11 @@ class SlideBagDataset(Dataset):
         opened and closed again: a handle opened here and shared by forked workers would share its file
         offset. A slide that cannot be read is left to :meth:`__getitem__`, which reports and skips it."""
         self._prepared = True
-        for i, (path, _) in enumerate(self.items):
-            if i in self._grids:
-                continue
+        from tqdm.auto import tqdm
+
+        todo = [i for i in range(len(self.items)) if i not in self._grids]
+        for i in tqdm(todo, desc="preparing slides", unit="slide", leave=False, disable=len(todo) < 8):
+            path = self.items[i][0]
             try:
                 with open_slide(path, backend=self.backend) as slide:
                     self._fit(i, slide)
