@@ -74,12 +74,14 @@ def _header(path: Path) -> tuple[str | None, tuple[str, ...] | None]:
     return (str(uid) if uid else None), (tuple(str(v) for v in image_type) if image_type else None)
 
 
-def _group_by_series(files: Iterable[Path]) -> dict[str, list[Path]]:
+def _group_by_series(files: Iterable[Path]) -> tuple[dict[str, list[Path]], dict[Path, tuple[str, ...] | None]]:
+    """The files by SeriesInstanceUID, and each file's ImageType (read with it: one header read per file)."""
     series: dict[str, list[Path]] = {}
+    image_types: dict[Path, tuple[str, ...] | None] = {}
     for p in files:
-        uid, _ = _header(p)
+        uid, image_types[p] = _header(p)
         series.setdefault(uid or f"(no SeriesInstanceUID: {p.name})", []).append(p)
-    return series
+    return series, image_types
 
 
 def series_file(path: str | os.PathLike) -> Path:
@@ -94,14 +96,15 @@ def series_file(path: str | os.PathLike) -> Path:
         files = _dicom_files(path)
         if not files:
             raise DicomSeriesError(f"{path}: folder holds no DICOM files ({', '.join(DICOM_EXTENSIONS)})")
-        series = _group_by_series(files)
+        series, image_types = _group_by_series(files)
         if len(series) > 1:
             raise DicomSeriesError(
                 f"{path}: folder holds {len(series)} DICOM series ({', '.join(sorted(series))}); "
                 "name one file of the series to read, or give each series a folder of its own"
             )
-        path = files[0]
-    _, image_type = _header(path)
+        path, image_type = files[0], image_types[files[0]]
+    else:
+        _, image_type = _header(path)
     if image_type is None:
         raise DicomSeriesError(
             f"{path}: DICOM file without ImageType (0008,0008), which tells a slide's pyramid levels from its "
@@ -130,6 +133,6 @@ def series_slides(folders: Iterable[Path]) -> list[Path]:
         files = _dicom_files(folder)
         if not files:
             continue
-        series = _group_by_series(files)
+        series, _ = _group_by_series(files)
         slides += [folder] if len(series) == 1 else [members[0] for members in series.values()]
     return sorted(slides)
