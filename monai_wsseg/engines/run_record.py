@@ -37,5 +37,5 @@ def record_run(output_dir: str | Path, profile: str, **settings) -> Path:
         settings["inference_precision"] = resolve_precision(settings["inference_precision"], device).as_dict()
     info = {"profile": profile, "settings": settings, "started": time.strftime("%Y-%m-%d %H:%M:%S"),
             "versions": {"python": platform.python_version(), "torch": torch.__version__, "monai": monai.__version__},
-            "device": "cuda" if torch.cuda.is_available() else f"cpu ({os.cpu_count()} cores)"}
+            "device": "cuda" if device == "cuda" else f"cpu ({os.cpu_count()} cores)"}
     return write_text_atomically(out / "run.json", json.dumps(info, indent=2, default=str) + "\n")

@@ -22,6 +22,7 @@ import torch
 from torch.utils.data import Dataset
 
 from monai_wsseg.datasets.manifest import SlideRecord
+from monai_wsseg.utils.seeding import seed_transform
 from monai_wsseg.wsi.grid import sample_positions, tissue_grid
 from monai_wsseg.wsi.slide import Slide, SlideReadError, open_slide
 from monai_wsseg.wsi.tissue import compute_tissue_mask
@@ -167,10 +168,7 @@ class SlideBagDataset(Dataset):
         bag = torch.from_numpy(patches).permute(0, 3, 1, 2).contiguous()
         if i in self._stains:
             bag = self._stains[i](bag)
-        set_random_state = getattr(self.transform, "set_random_state", None)  # MONAI Randomizable / Compose
-        if set_random_state is not None:
-            item_seed = np.random.default_rng([self.seed, self.epoch, j, 1]).integers(2**31)
-            set_random_state(seed=int(item_seed))
+        seed_transform(self.transform, (self.seed, self.epoch, j, 1))
         bag = self.transform(bag) if self.transform is not None else bag.float() / 255.0
         return {"image": bag, "label": torch.tensor(float(label)), "slide": str(path),
                 "positions": torch.from_numpy(chosen)}

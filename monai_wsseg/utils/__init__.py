@@ -5,6 +5,7 @@
 * :mod:`monai_wsseg.utils.lazy` — package faces whose names are imported on first use.
 * :mod:`monai_wsseg.utils.output_dir` — check an output folder (writable, free space) before any work.
 * :mod:`monai_wsseg.utils.precision` — the ``precision`` setting (fp32 / bf16 / fp16 autocast, channels-last).
+* :mod:`monai_wsseg.utils.seeding` — a transform re-seeded per item (augmentation independent of workers).
 
 Nothing is imported here, so ``import monai_wsseg.utils.atomic`` costs only that module (standard library).
 """

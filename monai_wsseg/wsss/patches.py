@@ -41,6 +41,7 @@ from skimage.morphology import remove_small_objects
 from torch.utils.data import Dataset
 
 from monai_wsseg.io.png import save_png
+from monai_wsseg.utils.seeding import seed_transform
 
 __all__ = [
     "PatchClassificationDataset",
@@ -221,9 +222,8 @@ class _TransformMixin:
     def _finish(self, item: dict, index: int) -> dict:
         if self.transform is None:
             return item
-        set_random_state = getattr(self.transform, "set_random_state", None)  # MONAI Randomizable / Compose
-        if self.seed is not None and set_random_state is not None:
-            set_random_state(seed=int(np.random.default_rng([self.seed, self.epoch, index]).integers(2**31)))
+        if self.seed is not None:
+            seed_transform(self.transform, (self.seed, self.epoch, index))
         out = self.transform(item)
         if not isinstance(out, Mapping):
             raise ValueError(f"{type(self).__name__}: transform must take and return the item dict "

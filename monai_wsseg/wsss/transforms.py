@@ -17,6 +17,8 @@ import torch
 from monai.transforms import MapTransform, Randomizable
 from typing_extensions import override
 
+from monai_wsseg.wsi.stain import RandStainAugment
+
 __all__ = ["RandFlipRot90d", "RandHEDJitterd"]
 
 
@@ -103,26 +105,29 @@ class RandHEDJitterd(Randomizable, MapTransform):
             if not 0.0 <= float(value) <= 1.0:
                 raise ValueError(f"RandHEDJitterd: {name} must be in [0, 1], got {value!r}")
         self.sigma, self.bias = float(sigma), float(bias)
+        self._jitter = RandStainAugment(self.sigma, self.bias)  # the MIL bags' jitter, on a bag of one image
         self.set_random_state(seed=seed)
-        self._scale, self._shift = np.ones((1, 3)), np.zeros((1, 3))
+
+    @override
+    def set_random_state(self, seed: int | None = None, state: np.random.RandomState | None = None) -> RandHEDJitterd:
+        super().set_random_state(seed, state)
+        self._jitter.R = self.R  # one stream: the draws are the jitter's
+        return self
 
     @override
     def randomize(self, data: Any = None) -> None:
-        self._scale = self.R.uniform(1.0 - self.sigma, 1.0 + self.sigma, size=(1, 3))
-        self._shift = self.R.uniform(-self.bias, self.bias, size=(1, 3))
+        self._jitter.randomize(1)
 
     @override
     def __call__(self, data: Mapping[Hashable, Any]) -> dict:
         d = dict(data)
         if self.sigma == 0.0 and self.bias == 0.0:
             return d
-        from monai_wsseg.wsi.stain import hed_jitter
-
         self.randomize()
         for key in self.key_iterator(d):
             image = torch.as_tensor(d[key])
             if image.ndim != 3 or image.shape[0] != 3 or not image.is_floating_point():
                 raise ValueError(f"RandHEDJitterd: {key!r} must be a (3, H, W) float image in [0, 1], got "
                                  f"{image.dtype} {tuple(image.shape)}")
-            d[key] = hed_jitter(image[None], self._scale, self._shift)[0]
+            d[key] = self._jitter(image[None], randomize=False)[0]
         return d
