@@ -24,13 +24,14 @@ CONFIGS = {"train_cls": ["train_cls.json", "cpu.json"], "pseudo_masks": ["pseudo
 
 def test_the_shipped_cpu_protocol():
     p = load_protocol(PROJECT_ROOT / "configs" / "stability" / "wsss_cpu.json")
-    assert isinstance(p, WSSSProtocol) and p.kind == "wsss" and p.bundle == BUNDLE and p.seeds == (0, 1, 2)
+    assert isinstance(p, WSSSProtocol) and p.kind == "wsss" and p.bundle == BUNDLE and p.seeds == (0, 1, 2, 3, 4)
     assert {k: list(v) for k, v in p.configs.items()} == CONFIGS
     assert p.phase_overrides == {"pseudo_masks": {"width": 0.125}, "evaluate": {"width": 0.125}}
     assert p.dataset_dir == PROJECT_ROOT / "demo" / "hard" / "patches" / "home"
     assert p.second_lab_dir == PROJECT_ROOT / "demo" / "hard" / "patches" / "lab2"
-    assert p.floors == WSSSFloors(min_test_miou=0.9, min_class_iou={"NEC": 0.85}, warmup=1)
-    assert [r[:2] for r in p.floors.rules()] == [("min_test_miou", "test_miou"), ("min_class_iou.NEC", "iou_NEC")]
+    assert p.floors == WSSSFloors(min_test_miou=0.9, min_class_iou={"NEC": 0.85}, min_second_lab_miou=0.4, warmup=1)
+    assert [r[:2] for r in p.floors.rules()] == [("min_test_miou", "test_miou"), ("min_second_lab_miou", "lab2_miou"),
+                                                  ("min_class_iou.NEC", "iou_NEC")]
     assert all(f.is_file() for files in p.config_sets() for f in files)
 
 

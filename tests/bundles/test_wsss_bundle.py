@@ -39,7 +39,9 @@ def test_three_phases_chain_through_the_output_folder(tmp_path):
     log = run_bundle("training", ["train_cls.json", "cpu.json"], *common, "--num_epochs", "1", "--batch_size", "4")
     assert (out / "models" / "classifier.pt").is_file()
     assert "val_cls_auc" in log
-    assert json.loads((out / "run.json").read_text())["settings"]["pda_mode"] == "pda"
+    settings = json.loads((out / "run.json").read_text())["settings"]
+    assert settings["pda_mode"] == "pda"
+    assert settings["hed_sigma"] == 0 and settings["hed_bias"] == 0  # jitter slows the classifier (docs, Stability)
     assert (out / "models" / "classifier_checkpoint_epoch=1.pt").is_file()
     # a second run with more epochs resumes: epoch 1 is restored, not redone
     log = run_bundle("training", ["train_cls.json", "cpu.json"], *common, "--num_epochs", "2", "--batch_size", "4")
@@ -58,6 +60,8 @@ def test_three_phases_chain_through_the_output_folder(tmp_path):
     assert (out / "models" / "model.pt").is_file()
     assert "val_miou" in log and "train_loss: " in log  # the loss of a non-decollated batch is logged
     assert (out / "models" / "segmenter_checkpoint_epoch=1.pt").is_file()  # phase 2 did not resume phase 1's
+    settings = json.loads((out / "run.json").read_text())["settings"]
+    assert settings["hed_sigma"] > 0 and settings["hed_bias"] > 0  # the CPU segmenter jitters stains (0.5.3)
 
     run_bundle("run", ["evaluate.json", "cpu_seg.json"], *common, "--width", "0.125")
     rows = list(csv.DictReader(open(out / "evaluation" / "evaluation.csv", newline="")))
